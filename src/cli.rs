@@ -1,0 +1,166 @@
+//! The command line: one subcommand per command of DESIGN.md.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+use crate::config::{LogFormat, Settings};
+use crate::http::Server;
+
+/// driftgate: an admission webhook that makes Git the only writer of service-mesh configuration.
+#[derive(Debug, Parser)]
+#[command(name = "driftgate", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the admission webhook server (HTTPS: /validate, /healthz, /readyz).
+    Serve(ServeArgs),
+    /// Validate policy files; report each problem with file, line and reason.
+    Check {
+        /// Policy folder.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Make a CA and an ECDSA P-256 serving certificate (ca.crt, tls.crt, tls.key).
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Settings file (YAML or TOML); environment DRIFTGATE_<SETTING> and flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// HTTPS address [default: 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Policy folder [default: policies].
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// Folder with tls.crt and tls.key [default: certs].
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// Drift-event journal [default: drift-events.jsonl].
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    /// driftgate's own namespace, never protected [default: driftgate].
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+struct CertsArgs {
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// DNS names for the serving certificate (repeat the flag).
+    #[arg(long, value_name = "NAME")]
+    dns: Vec<String>,
+    /// IP addresses for the serving certificate (repeat the flag).
+    #[arg(long, value_name = "IP")]
+    ip: Vec<IpAddr>,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut o = Vec::new();
+        let path = |p: &PathBuf| p.display().to_string();
+        if let Some(v) = self.listen {
+            o.push(("listen", v.to_string()));
+        }
+        if let Some(v) = &self.policies {
+            o.push(("policies", path(v)));
+        }
+        if let Some(v) = &self.cert_dir {
+            o.push(("cert_dir", path(v)));
+        }
+        if let Some(v) = &self.journal {
+            o.push(("journal", path(v)));
+        }
+        if let Some(v) = &self.namespace {
+            o.push(("namespace", v.clone()));
+        }
+        if let Some(v) = self.log_format {
+            o.push(("log_format", format!("{v:?}").to_lowercase()));
+        }
+        o
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Check { dir } => return commands::check::run(&dir),
+        Command::Certs(args) => commands::certs::run(&args.out, args.dns, args.ip, args.days, args.force),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("driftgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(args.config.as_deref(), &args.overrides())?;
+    init_logging(&settings);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(&settings).await?;
+        let addr = server.local_addr().context("failed to read the bound address")?;
+        tracing::info!(%addr, journal = %settings.journal.display(), "driftgate serving");
+        server.run(shutdown_signal()).await;
+        tracing::info!("driftgate stopped");
+        Ok(())
+    })
+}
+
+fn init_logging(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match settings.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("interrupted"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,195 @@
+//! Settings of `driftgate serve`: defaults, then a file (`--config`), then `DRIFTGATE_…`
+//! environment variables, then flags. Validated once at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that set settings (`DRIFTGATE_LISTEN`, …).
+pub const ENV_PREFIX: &str = "DRIFTGATE";
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Everything `serve` needs to know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// HTTPS address of the webhook endpoints.
+    pub listen: SocketAddr,
+    /// Folder of DriftPolicy files.
+    pub policies: PathBuf,
+    /// Folder with `tls.crt` and `tls.key` (and `ca.crt`).
+    pub cert_dir: PathBuf,
+    /// Make a development CA and a localhost certificate in `cert_dir` when it has none.
+    pub dev_certs: bool,
+    /// The drift-event journal.
+    pub journal: PathBuf,
+    /// Size at which the journal is rotated.
+    pub journal_max_bytes: u64,
+    /// Rotated journal files kept.
+    pub journal_keep: usize,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// driftgate's own namespace: never protected, whatever the policies say.
+    pub namespace: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `driftgate=debug`, …); `RUST_LOG` wins when set.
+    pub log_level: String,
+    /// Seconds a shutdown waits for requests in flight.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            policies: PathBuf::from("policies"),
+            cert_dir: PathBuf::from("certs"),
+            dev_certs: true,
+            journal: PathBuf::from("drift-events.jsonl"),
+            journal_max_bytes: 64 * 1024 * 1024,
+            journal_keep: 5,
+            max_body_bytes: 16 * 1024 * 1024,
+            namespace: "driftgate".to_owned(),
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+            shutdown_grace_seconds: 20,
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, an environment variable or a flag has a bad value or an unknown key.
+    #[error("failed to load settings: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is out of range.
+    #[error("invalid setting {field}: {reason}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Settings {
+    /// Settings for tests: an ephemeral loopback port and everything under `dir`.
+    pub fn for_test(dir: &Path) -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            policies: dir.join("policies"),
+            cert_dir: dir.join("certs"),
+            dev_certs: false,
+            journal: dir.join("drift-events.jsonl"),
+            shutdown_grace_seconds: 5,
+            ..Settings::default()
+        }
+    }
+
+    /// Layers defaults, `file`, the process environment and `overrides` (flag name → value).
+    pub fn load(file: Option<&Path>, overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars(), overrides)
+    }
+
+    /// As [`Settings::load`], with the environment given.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, ConfigError> {
+        let defaults = config::Config::try_from(&Settings::default())?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        builder = builder
+            .add_source(config::Environment::with_prefix(ENV_PREFIX).try_parsing(true).source(Some(known_env(env))));
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, value.clone())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| Err(ConfigError::Invalid { field, reason: reason.to_owned() });
+        if self.max_body_bytes < 1024 {
+            return invalid("max_body_bytes", "must be at least 1024");
+        }
+        if self.journal_max_bytes < 4096 {
+            return invalid("journal_max_bytes", "must be at least 4096");
+        }
+        if self.namespace.is_empty() {
+            return invalid("namespace", "must not be empty");
+        }
+        if self.journal.as_os_str().is_empty() {
+            return invalid("journal", "must not be empty");
+        }
+        Ok(())
+    }
+}
+
+/// Only the `DRIFTGATE_…` variables that name a setting. Kubernetes injects
+/// `DRIFTGATE_SERVICE_HOST`, `DRIFTGATE_PORT`, … for a Service named driftgate; those are not
+/// settings and must not stop the server.
+fn known_env(env: impl IntoIterator<Item = (String, String)>) -> config::Map<String, String> {
+    let keys: Vec<String> = match serde_json::to_value(Settings::default()) {
+        Ok(serde_json::Value::Object(map)) => {
+            map.keys().map(|k| format!("{ENV_PREFIX}_{}", k.to_uppercase())).collect()
+        }
+        _ => Vec::new(),
+    };
+    env.into_iter().filter(|(k, _)| keys.contains(k)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_defaults_file_env_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("driftgate.yaml");
+        std::fs::write(&file, "listen: 0.0.0.0:9443\njournal: /var/log/a.jsonl\njournal_keep: 9\n").unwrap();
+        let env = vec![
+            ("DRIFTGATE_JOURNAL".to_owned(), "/var/log/b.jsonl".to_owned()),
+            ("DRIFTGATE_MAX_BODY_BYTES".to_owned(), "2048".to_owned()),
+            ("DRIFTGATE_SERVICE_HOST".to_owned(), "10.0.0.1".to_owned()),
+            ("DRIFTGATE_PORT".to_owned(), "tcp://10.0.0.1:443".to_owned()),
+        ];
+        let s = Settings::load_with_env(Some(&file), env, &[("journal_keep", "2".into())]).unwrap();
+        assert_eq!(s.listen, "0.0.0.0:9443".parse().unwrap());
+        assert_eq!(s.journal, PathBuf::from("/var/log/b.jsonl"));
+        assert_eq!(s.max_body_bytes, 2048);
+        assert_eq!(s.journal_keep, 2);
+        assert_eq!(s.policies, PathBuf::from("policies"));
+    }
+
+    #[test]
+    fn reports_bad_values_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, "listne: 1\n").unwrap();
+        let e = Settings::load_with_env(Some(&file), vec![], &[]).unwrap_err().to_string();
+        assert!(e.contains("listne"), "{e}");
+        let e = Settings::load_with_env(None, vec![], &[("listen", "nope".into())]).unwrap_err().to_string();
+        assert!(e.contains("listen") || e.contains("address"), "{e}");
+        let e = Settings::load_with_env(None, vec![], &[("max_body_bytes", "10".into())]).unwrap_err().to_string();
+        assert!(e.contains("max_body_bytes"), "{e}");
+    }
+}

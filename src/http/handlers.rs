@@ -1,0 +1,153 @@
+//! Request handlers: parse → decide → journal → respond.
+//!
+//! The decision is [`crate::decide::decide`]; this module adds what needs I/O or a clock: the
+//! event id and time, the durable journal write before a drift answer, logs and the tracing
+//! span. Bad input gets a 4xx with a JSON body naming the problem, never a panic.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+use tracing::Instrument as _;
+use tracing::field::Empty;
+
+use super::AppState;
+use crate::decide::{self, Decision};
+use crate::event::DriftEvent;
+use crate::review::{self, AdmissionResponse};
+
+/// The audit annotation that carries the drift event id (the kube-apiserver prefixes it with
+/// the webhook's name).
+pub const AUDIT_EVENT_ID: &str = "drift-event-id";
+
+/// A request this server will not answer with an AdmissionReview.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        tracing::debug!(status = self.status.as_u16(), error = %self.message, "request refused");
+        let body = json!({ "error": self.message, "code": self.status.as_u16() }).to_string();
+        (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: 200 while the server can record drift and is not shutting down, else 503
+/// with the reasons.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let mut problems = Vec::new();
+    if state.shutting_down.load(Ordering::Acquire) {
+        problems.push("shutting down".to_owned());
+    }
+    if !state.journal.is_healthy() {
+        problems.push(format!("journal {} cannot be written", state.journal.path().display()));
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        let body = json!({ "ready": false, "problems": problems }).to_string();
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// `POST /validate`: answers an AdmissionReview.
+pub async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    check_content_type(&request)?;
+    let body = read_body(request.into_body(), state.max_body_bytes).await?;
+    let review = review::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let req = &review.request;
+    let span = tracing::info_span!(
+        "admission",
+        uid = %req.uid,
+        operation = req.operation.as_str(),
+        kind = %req.kind.kind,
+        namespace = %req.namespace,
+        name = %req.name,
+        user = %req.user_info.username,
+        decision = Empty,
+        policy = Empty,
+    );
+    let answer = answer(&state, &review).instrument(span).await?;
+    Ok(json_response(answer))
+}
+
+/// Decides, journals drift durably, and builds the AdmissionReview answer.
+async fn answer(state: &AppState, review: &review::Review<'_>) -> Result<Vec<u8>, ApiError> {
+    let req = &review.request;
+    let span = tracing::Span::current();
+    let verdict = decide::decide(&state.policies.load(), req)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    span.record("decision", verdict.decision.as_str());
+    span.record("policy", verdict.policy.as_deref().unwrap_or("-"));
+
+    let mut answer = AdmissionResponse::allow(&req.uid);
+    if verdict.decision.is_drift() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let event = DriftEvent::new(id.clone(), now_rfc3339(), req, &verdict);
+        match state.journal.append(event.to_line()).await {
+            Ok(()) => tracing::info!(event = %id, rule = %verdict.rule, dry_run = req.dry_run, "drift"),
+            // The answer stands: enforce still denies, warn/audit still allow. /readyz reports it.
+            Err(e) => tracing::error!(event = %id, error = %e, "drift event could not be journaled"),
+        }
+        answer = answer.annotate(AUDIT_EVENT_ID, id);
+        answer = match verdict.decision {
+            Decision::Denied => answer.deny(event.message),
+            Decision::Warned | Decision::BreakGlass => answer.warn(event.message),
+            Decision::Audited | Decision::Repaired | Decision::Allowed => answer,
+        };
+    } else {
+        tracing::debug!(rule = %verdict.rule, "allowed");
+    }
+    Ok(answer.into_body(review.version))
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn check_content_type(request: &Request) -> Result<(), ApiError> {
+    let ct = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content type {ct:?} is not supported: send application/json"),
+        ))
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than the limit of {limit} bytes"))
+    };
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, format!("failed to read request body: {e}"))),
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,219 @@
+//! The HTTPS server: TLS accept loop, HTTP/1.1 and HTTP/2 connections, the router.
+//!
+//! Owns sockets, TLS and connection limits; the request handling lives in [`handlers`]. Every
+//! accepted socket sets `TCP_NODELAY` and every answer is written in one piece (no vectored
+//! head/body split), so no answer waits on the peer's delayed ACK.
+
+pub mod handlers;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::certs::{self, CertError};
+use crate::config::Settings;
+use crate::journal::{Journal, JournalConfig};
+use crate::policy::{self, LoadError, PolicySet};
+
+/// A TLS handshake must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Request headers must arrive within this (below the webhook's 5 s timeoutSeconds).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(4);
+/// HTTP/2 streams one connection may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Largest header block accepted (HTTP/1.1 buffer and HTTP/2 header list).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A policy file is broken (each problem with file, line and reason).
+    #[error(transparent)]
+    Policies(#[from] LoadError),
+    /// Development certificates could not be made.
+    #[error(transparent)]
+    Certs(#[from] CertError),
+    /// The certificate pair could not be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// rustls refused the configuration.
+    #[error("failed to configure TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The address could not be bound.
+    #[error("failed to listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// State shared by all requests.
+pub struct AppState {
+    /// The policies in force (swapped whole on reload).
+    pub policies: ArcSwap<PolicySet>,
+    /// The drift-event journal.
+    pub journal: Journal,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+    /// Set once shutdown has begun: the server is no longer ready.
+    pub shutting_down: AtomicBool,
+}
+
+/// A bound, configured server; [`Server::run`] serves until shutdown.
+pub struct Server {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    state: Arc<AppState>,
+    resolver: Arc<tls::CertResolver>,
+    grace: Duration,
+}
+
+/// Loads the policy folder into an indexed set, with `namespace` never protected.
+pub fn load_policies(settings: &Settings) -> Result<PolicySet, LoadError> {
+    let loaded = policy::load_dir(&settings.policies)?;
+    Ok(PolicySet::new(loaded, std::slice::from_ref(&settings.namespace)))
+}
+
+impl Server {
+    /// Loads policies and certificates, opens the journal and binds the listener. Broken
+    /// policies or certificates stop here; an unwritable journal does not (the server starts
+    /// unready and keeps denying in enforce mode).
+    pub async fn bind(settings: &Settings) -> Result<Server, ServeError> {
+        let policies = load_policies(settings)?;
+        tracing::info!(count = policies.len(), dir = %settings.policies.display(), "policies loaded");
+        if settings.dev_certs && !settings.cert_dir.join(certs::TLS_CRT).exists() {
+            certs::write(&settings.cert_dir, &certs::generate(&certs::dev_request())?, false)?;
+            tracing::info!(dir = %settings.cert_dir.display(), "made development CA and localhost certificate");
+        }
+        let resolver = Arc::new(tls::CertResolver::new(tls::load_pair(&settings.cert_dir)?));
+        let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())?));
+        let (journal, opened) = Journal::open(JournalConfig {
+            path: settings.journal.clone(),
+            max_bytes: settings.journal_max_bytes,
+            keep: settings.journal_keep,
+        });
+        if let Err(e) = opened {
+            tracing::error!(error = %e, "journal cannot be written: serving unready until it can");
+        }
+        let state = Arc::new(AppState {
+            policies: ArcSwap::from_pointee(policies),
+            journal,
+            max_body_bytes: settings.max_body_bytes,
+            shutting_down: AtomicBool::new(false),
+        });
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| ServeError::Bind { addr: settings.listen, source })?;
+        Ok(Server {
+            listener,
+            acceptor,
+            app: router(state.clone()),
+            state,
+            resolver,
+            grace: Duration::from_secs(settings.shutdown_grace_seconds),
+        })
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// The certificate resolver, to replace the served certificate.
+    pub fn resolver(&self) -> Arc<tls::CertResolver> {
+        self.resolver.clone()
+    }
+
+    /// Serves until `shutdown` completes, then turns unready, stops accepting, and waits up to
+    /// the grace period for requests in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        if let Err(e) = stream.set_nodelay(true) {
+                            tracing::debug!(error = %e, %peer, "failed to set TCP_NODELAY");
+                        }
+                        let acceptor = self.acceptor.clone();
+                        let app = self.app.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => tls,
+                                Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                            };
+                            let builder = connection_builder();
+                            let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors, say: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        self.state.shutting_down.store(true, Ordering::Release);
+        drop(self.listener);
+        tracing::info!(connections = graceful.count(), "shutting down: finishing requests in flight");
+        if tokio::time::timeout(self.grace, graceful.shutdown()).await.is_err() {
+            tracing::warn!(grace = ?self.grace, "grace period over: closing remaining connections");
+        }
+    }
+}
+
+fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .writev(false);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(Duration::from_secs(30));
+    builder
+}
+
+/// The routes of the HTTPS port.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/validate", post(handlers::validate))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .with_state(state)
+}

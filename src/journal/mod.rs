@@ -1,0 +1,316 @@
+//! The durable drift-event log: a JSON-lines file, appended with group commit and rotated by size.
+//!
+//! Owns the file and its rotation. A dedicated thread does every write and fsync, so no fsync
+//! ever runs on the async runtime; appends that arrive while one batch is being synced are
+//! written and synced together (group commit), so durability does not serialise the server.
+//! [`Journal::append`] returns only once the line is on disk. A failing disk is reported to the
+//! caller and through [`Journal::is_healthy`]; each later batch tries again, so writing resumes
+//! when the fault clears. The journal knows nothing of policies or events: it stores lines.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+/// Most lines written in one batch (one write, one fsync).
+const MAX_BATCH: usize = 1024;
+/// Appends that may wait for the writer before callers wait for room.
+const QUEUE: usize = 8192;
+
+/// Where and how the journal is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalConfig {
+    /// The live file.
+    pub path: PathBuf,
+    /// Size at which the live file is rotated.
+    pub max_bytes: u64,
+    /// How many rotated files (`path.1` … `path.N`) are kept.
+    pub keep: usize,
+}
+
+/// Why an append failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    /// The file could not be opened, written or synced.
+    #[error("failed to write journal {path}: {source}")]
+    Io {
+        /// The journal file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// The writer thread is gone (the server is shutting down).
+    #[error("the journal writer has stopped")]
+    Stopped,
+}
+
+struct Job {
+    line: Vec<u8>,
+    done: oneshot::Sender<Result<(), JournalError>>,
+}
+
+/// Counters of the journal, for readiness and metrics.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    healthy: AtomicBool,
+    /// Lines made durable.
+    pub appended: AtomicU64,
+    /// Failed batches.
+    pub errors: AtomicU64,
+    /// fsyncs done.
+    pub syncs: AtomicU64,
+}
+
+/// A handle to the journal; clone it freely.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::Sender<Job>,
+    stats: Arc<JournalStats>,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Starts the writer thread. The file is opened (and created) here, so a journal that cannot
+    /// be written is reported at start-up; the server still starts, unready.
+    pub fn open(config: JournalConfig) -> (Journal, Result<(), JournalError>) {
+        let stats = Arc::new(JournalStats::default());
+        let mut writer = Writer { config: config.clone(), file: None };
+        let first = writer.ensure_open();
+        stats.healthy.store(first.is_ok(), Ordering::Release);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let thread_stats = stats.clone();
+        let spawned =
+            std::thread::Builder::new().name("driftgate-journal".into()).spawn(move || writer.run(rx, &thread_stats));
+        let started = match spawned {
+            Ok(_) => first,
+            Err(e) => Err(JournalError::Io { path: config.path.clone(), source: Arc::new(e) }),
+        };
+        (Journal { tx, stats, path: config.path }, started)
+    }
+
+    /// Appends one line (which must end with a newline) and waits until it is on disk.
+    pub async fn append(&self, line: Vec<u8>) -> Result<(), JournalError> {
+        let (done, wait) = oneshot::channel();
+        self.tx.send(Job { line, done }).await.map_err(|_| JournalError::Stopped)?;
+        wait.await.map_err(|_| JournalError::Stopped)?
+    }
+
+    /// Whether the last write succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.stats.healthy.load(Ordering::Acquire)
+    }
+
+    /// The journal's counters.
+    pub fn stats(&self) -> &JournalStats {
+        &self.stats
+    }
+
+    /// The live file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+struct Writer {
+    config: JournalConfig,
+    file: Option<(File, u64)>,
+}
+
+impl Writer {
+    fn run(&mut self, mut rx: mpsc::Receiver<Job>, stats: &JournalStats) {
+        let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            buf.clear();
+            for job in &batch {
+                buf.extend_from_slice(&job.line);
+            }
+            let result = self.write_batch(&buf);
+            match &result {
+                Ok(()) => {
+                    stats.healthy.store(true, Ordering::Release);
+                    stats.appended.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    stats.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.healthy.store(false, Ordering::Release);
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, lines = batch.len(), "journal write failed");
+                }
+            }
+            for job in batch.drain(..) {
+                // The caller may have gone (client hung up); the line is written all the same.
+                let _ = job.done.send(result.clone());
+            }
+        }
+    }
+
+    fn io_err(&self, e: io::Error) -> JournalError {
+        JournalError::Io { path: self.config.path.clone(), source: Arc::new(e) }
+    }
+
+    fn write_batch(&mut self, buf: &[u8]) -> Result<(), JournalError> {
+        self.ensure_open()?;
+        let Some((file, size)) = self.file.as_mut() else { return Err(JournalError::Stopped) };
+        let written = file.write_all(buf).and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // Reopen next time: the file may end in a torn line, which reopening repairs.
+            self.file = None;
+            return Err(self.io_err(e));
+        }
+        *size += buf.len() as u64;
+        if *size >= self.config.max_bytes
+            && let Err(e) = self.rotate()
+        {
+            // The lines are durable; only rotation failed. Keep appending to the live file.
+            tracing::warn!(error = %e, "journal rotation failed");
+        }
+        Ok(())
+    }
+
+    fn ensure_open(&mut self) -> Result<(), JournalError> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let path = self.config.path.clone();
+        let opened = open_for_append(&path).map_err(|e| self.io_err(e))?;
+        self.file = Some(opened);
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file = None;
+        let path = &self.config.path;
+        if self.config.keep == 0 {
+            std::fs::remove_file(path)?;
+        } else {
+            for i in (1..self.config.keep).rev() {
+                let from = rotated(path, i);
+                if from.exists() {
+                    std::fs::rename(&from, rotated(path, i + 1))?;
+                }
+            }
+            std::fs::rename(path, rotated(path, 1))?;
+        }
+        sync_dir(path)?;
+        self.file = Some(open_for_append(path)?);
+        Ok(())
+    }
+}
+
+/// The name of the `n`th rotated file: `drift-events.jsonl.1` is the newest.
+pub fn rotated(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// Opens (creating) the file for appending; a torn last line (a crash mid-write) is ended with a
+/// newline so the next line starts clean.
+fn open_for_append(path: &Path) -> io::Result<(File, u64)> {
+    let existed = path.exists();
+    let mut file = OpenOptions::new().create(true).append(true).read(true).open(path)?;
+    let mut size = file.metadata()?.len();
+    if size > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(size - 1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+            file.sync_data()?;
+            size += 1;
+        }
+    }
+    if !existed {
+        file.sync_all()?;
+        sync_dir(path)?;
+    }
+    Ok((file, size))
+}
+
+/// Makes a new or renamed directory entry durable.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mk_journal(dir: &Path, max_bytes: u64, keep: usize) -> Journal {
+        let (j, started) = Journal::open(JournalConfig { path: dir.join("j.jsonl"), max_bytes, keep });
+        started.unwrap();
+        j
+    }
+
+    #[tokio::test]
+    async fn appends_concurrently_and_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = mk_journal(dir.path(), 1 << 30, 3);
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let j = j.clone();
+                tokio::spawn(async move { j.append(format!("{{\"n\":{i}}}\n").into_bytes()).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let text = std::fs::read_to_string(dir.path().join("j.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 200);
+        assert!(j.stats().syncs.load(Ordering::Relaxed) <= 200);
+        assert!(j.is_healthy());
+    }
+
+    #[tokio::test]
+    async fn rotates_keeping_n_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = mk_journal(dir.path(), 100, 2);
+        for i in 0..30 {
+            j.append(format!("{{\"line\":{i:04},\"pad\":\"xxxxxxxxxxxxxxxx\"}}\n").into_bytes()).await.unwrap();
+        }
+        let live = dir.path().join("j.jsonl");
+        assert!(rotated(&live, 1).exists() && rotated(&live, 2).exists());
+        assert!(!rotated(&live, 3).exists());
+        let newest = std::fs::read_to_string(&live).unwrap() + &std::fs::read_to_string(rotated(&live, 1)).unwrap();
+        assert!(newest.contains("\"line\":0029"));
+    }
+
+    #[tokio::test]
+    async fn ends_a_torn_line_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("j.jsonl"), "{\"ok\":1}\n{\"torn\":").unwrap();
+        let j = mk_journal(dir.path(), 1 << 30, 1);
+        j.append(b"{\"ok\":2}\n".to_vec()).await.unwrap();
+        let text = std::fs::read_to_string(dir.path().join("j.jsonl")).unwrap();
+        assert_eq!(text, "{\"ok\":1}\n{\"torn\":\n{\"ok\":2}\n");
+    }
+
+    #[tokio::test]
+    async fn reports_an_unwritable_journal_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("not-yet");
+        let (j, started) = Journal::open(JournalConfig { path: missing.join("j.jsonl"), max_bytes: 1 << 30, keep: 1 });
+        assert!(started.is_err());
+        assert!(!j.is_healthy());
+        assert!(j.append(b"{}\n".to_vec()).await.is_err());
+        std::fs::create_dir(&missing).unwrap();
+        j.append(b"{}\n".to_vec()).await.unwrap();
+        assert!(j.is_healthy());
+    }
+}
