@@ -36,14 +36,34 @@ async fn bad_bodies_get_400_with_the_reason() {
         ("truncated JSON", truncated, "EOF while parsing"),
         ("invalid UTF-8", b"{\"apiVersion\":\"\xff\xfe\"}".to_vec(), "not a valid AdmissionReview"),
         ("a JSON array", b"[1,2,3]".to_vec(), "expected a JSON object"),
-        ("not an AdmissionReview", br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}"#.to_vec(), "apiVersion \"v1\" is not supported"),
+        (
+            "not an AdmissionReview",
+            br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}"#.to_vec(),
+            "apiVersion \"v1\" is not supported",
+        ),
         ("wrong kind", derived(|r| r["kind"] = json!("AdmissionResponse")), "kind is \"AdmissionResponse\""),
         ("unsupported apiVersion", derived(|r| r["apiVersion"] = json!("admission.k8s.io/v2")), "admission.k8s.io/v2"),
-        ("missing request", derived(|r| { r.as_object_mut().unwrap().remove("request"); }), "has no request"),
-        ("missing uid", derived(|r| { r["request"].as_object_mut().unwrap().remove("uid"); }), "uid is missing"),
+        (
+            "missing request",
+            derived(|r| {
+                r.as_object_mut().unwrap().remove("request");
+            }),
+            "has no request",
+        ),
+        (
+            "missing uid",
+            derived(|r| {
+                r["request"].as_object_mut().unwrap().remove("uid");
+            }),
+            "uid is missing",
+        ),
         ("empty uid", derived(|r| r["request"]["uid"] = json!("")), "uid is missing"),
         ("object not an object", derived(|r| r["request"]["object"] = json!("a string")), "request.object must be"),
-        ("deep nesting outside the request", format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), "apiVersion \"\" is not supported"),
+        (
+            "deep nesting outside the request",
+            format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+            "apiVersion \"\" is not supported",
+        ),
         ("deep nesting in the object", deep_object(), "recursion limit exceeded"),
     ];
     for (what, body, reason) in cases {

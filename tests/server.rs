@@ -71,7 +71,8 @@ async fn makes_development_certificates_when_none_exist() {
         let _ = rx.await;
     }));
     let ca = std::fs::read_to_string(settings.cert_dir.join("ca.crt")).unwrap();
-    let resp = client_for(&ca, addr, false).get(format!("https://localhost:{}/healthz", addr.port())).send().await.unwrap();
+    let resp =
+        client_for(&ca, addr, false).get(format!("https://localhost:{}/healthz", addr.port())).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     tx.send(()).unwrap();
     handle.await.unwrap();

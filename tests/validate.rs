@@ -121,11 +121,16 @@ async fn answers_every_fixture_as_expected() {
 #[tokio::test(flavor = "multi_thread")]
 async fn journals_dry_run_denials_as_dry_run() {
     let server = TestServer::start(DEFAULT_POLICY).await;
-    let (_, answer) = server.validate_fixture("virtualservice-update-kubectl-replace-dry-run-server-human.validating.json").await;
+    let (_, answer) =
+        server.validate_fixture("virtualservice-update-kubectl-replace-dry-run-server-human.validating.json").await;
     assert_eq!(response(&answer)["allowed"], false);
-    let (_, answer) = server.validate_fixture("serviceentry-delete-kubectl-delete-dry-run-server-human.validating.json").await;
+    let (_, answer) =
+        server.validate_fixture("serviceentry-delete-kubectl-delete-dry-run-server-human.validating.json").await;
     let message = response(&answer)["status"]["message"].as_str().unwrap();
-    assert!(message.contains("ServiceEntry shop/payments-api is managed by GitOps (Flux Kustomization flux-system/mesh)"), "{message}");
+    assert!(
+        message.contains("ServiceEntry shop/payments-api is managed by GitOps (Flux Kustomization flux-system/mesh)"),
+        "{message}"
+    );
     assert!(message.contains("Attempted: delete."), "{message}");
     let journal = server.journal();
     assert_eq!(journal.len(), 2);
@@ -177,26 +182,36 @@ async fn audit_mode_allows_silently_and_journals() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn break_glass_by_group_and_by_annotation() {
-    let with_annotation = DEFAULT_POLICY.replace("groups: [driftgate:break-glass]", "groups: [driftgate:break-glass]\n    annotation: true");
+    let with_annotation = DEFAULT_POLICY
+        .replace("groups: [driftgate:break-glass]", "groups: [driftgate:break-glass]\n    annotation: true");
     let server = TestServer::start(&with_annotation).await;
-    let (_, answer) =
-        server.validate_fixture("virtualservice-update-kubectl-edit-human-derived-break-glass-group.validating.json").await;
+    let (_, answer) = server
+        .validate_fixture("virtualservice-update-kubectl-edit-human-derived-break-glass-group.validating.json")
+        .await;
     assert_eq!(response(&answer)["allowed"], true);
     assert!(response(&answer)["warnings"][0].as_str().unwrap().contains("break-glass"));
-    let (_, answer) =
-        server.validate_fixture("virtualservice-update-kubectl-edit-human-derived-break-glass-annotation.validating.json").await;
+    let (_, answer) = server
+        .validate_fixture("virtualservice-update-kubectl-edit-human-derived-break-glass-annotation.validating.json")
+        .await;
     assert_eq!(response(&answer)["allowed"], true);
     let journal = server.journal();
     assert_eq!(journal.len(), 2);
-    assert_eq!((&journal[0]["decision"], &journal[0]["rule"]), (&json!("break-glass"), &json!("break-glass:group driftgate:break-glass")));
-    assert_eq!((&journal[1]["decision"], &journal[1]["rule"]), (&json!("break-glass"), &json!("break-glass:annotation")));
+    assert_eq!(
+        (&journal[0]["decision"], &journal[0]["rule"]),
+        (&json!("break-glass"), &json!("break-glass:group driftgate:break-glass"))
+    );
+    assert_eq!(
+        (&journal[1]["decision"], &journal[1]["rule"]),
+        (&json!("break-glass"), &json!("break-glass:annotation"))
+    );
     assert!(journal[1]["message"].as_str().unwrap().contains("INC-4711"));
     server.stop().await;
 
     // The shipped policy does not honour the annotation: anyone who may edit could set it.
     let server = TestServer::start(DEFAULT_POLICY).await;
-    let (_, answer) =
-        server.validate_fixture("virtualservice-update-kubectl-edit-human-derived-break-glass-annotation.validating.json").await;
+    let (_, answer) = server
+        .validate_fixture("virtualservice-update-kubectl-edit-human-derived-break-glass-annotation.validating.json")
+        .await;
     assert_eq!(response(&answer)["allowed"], false);
     server.stop().await;
 }
@@ -208,7 +223,12 @@ async fn untracked_create_depends_on_scope() {
     let (_, answer) = all.validate_fixture(create).await;
     let message = response(&answer)["status"]["message"].as_str().unwrap().to_owned();
     assert_eq!(response(&answer)["allowed"], false);
-    assert!(message.contains("ServiceEntry shop/legacy-db is protected by driftgate policy mesh-gitops: only GitOps may change it"), "{message}");
+    assert!(
+        message.contains(
+            "ServiceEntry shop/legacy-db is protected by driftgate policy mesh-gitops: only GitOps may change it"
+        ),
+        "{message}"
+    );
     all.stop().await;
     let managed = TestServer::start(&policy_with("enforce", "managed")).await;
     let (_, answer) = managed.validate_fixture(create).await;
@@ -223,7 +243,8 @@ async fn untracked_create_depends_on_scope() {
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_v1beta1_in_v1beta1() {
     let server = TestServer::start(DEFAULT_POLICY).await;
-    let (_, answer) = server.validate_fixture("virtualservice-update-kubectl-edit-human-derived-v1beta1.validating.json").await;
+    let (_, answer) =
+        server.validate_fixture("virtualservice-update-kubectl-edit-human-derived-v1beta1.validating.json").await;
     assert_eq!(answer["apiVersion"], "admission.k8s.io/v1beta1");
     assert_eq!(response(&answer)["allowed"], false);
     server.stop().await;

@@ -94,17 +94,12 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: Vec<u8>, content_type: &str) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let resp =
+            self.client.post(self.url(path)).header("content-type", content_type).body(body).send().await.unwrap();
         let status = resp.status();
         let bytes = resp.bytes().await.unwrap();
-        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, value)
     }
 
