@@ -25,7 +25,7 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// A fixture's bytes.
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    std::fs::read(fixtures_dir().join(name)).map_err(|e| format!("fixture {name}: {e}")).unwrap()
 }
 
 /// A fixture as JSON, to derive variants from.
