@@ -2,6 +2,8 @@
 //! made for the test, and a TLS client that verifies the server against that CA as the
 //! kube-apiserver does.
 #![allow(dead_code)]
+// Test harness code: a failed set-up should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// A fixture's bytes.
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(fixtures_dir().join(name)).map_err(|e| format!("fixture {name}: {e}")).unwrap()
+    std::fs::read(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
 /// A fixture as JSON, to derive variants from.
