@@ -1,5 +1,7 @@
 //! Bad input gets a clear 4xx with a JSON error, and the server keeps serving.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{DEFAULT_POLICY, TestServer, fixture, fixture_json};

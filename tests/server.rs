@@ -1,5 +1,7 @@
 //! The server itself: health, readiness, HTTP/2 over ALPN, start-up refusals.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{DEFAULT_POLICY, TestServer, client_for, fixture};

@@ -1,5 +1,7 @@
 //! `POST /validate` end to end: real HTTPS, real AdmissionReview fixtures, the real journal.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{DEFAULT_POLICY, TestServer, fixture, fixture_json, policy_with};
