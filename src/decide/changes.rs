@@ -20,7 +20,7 @@ pub const REDACTED: &str = "<redacted>";
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Metadata fields the API server manages; a change to them alone is no drift.
-const SERVER_MANAGED: &[&str] = &["managedFields", "resourceVersion", "generation", "creationTimestamp", "uid"];
+pub const SERVER_MANAGED: &[&str] = &["managedFields", "resourceVersion", "generation", "creationTimestamp", "uid"];
 
 /// One changed path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,26 +108,14 @@ pub fn changes(
 }
 
 fn diff(old: &Value, new: &Value, out: &mut Vec<Change>) {
-    let patch = json_patch::diff(old, new);
-    // json-patch numbers successive removals from one array as the patch applies them (all at
-    // the same index); a report wants the original indices.
-    let mut last_remove: Option<(String, usize)> = None;
-    for op in patch.0 {
+    for (path, op) in diff_ops(old, new) {
         let change = match op {
-            PatchOperation::Add(add) => Change { path: add.path.to_string(), old: Value::Null, new: add.value },
+            PatchOperation::Add(add) => Change { path, old: Value::Null, new: add.value },
             PatchOperation::Replace(rep) => {
-                let path = rep.path.to_string();
                 let old_value = old.pointer(&path).cloned().unwrap_or(Value::Null);
                 Change { path, old: old_value, new: rep.value }
             }
-            PatchOperation::Remove(rem) => {
-                let path = rem.path.to_string();
-                let shift = match &last_remove {
-                    Some((p, n)) if *p == path => n + 1,
-                    _ => 0,
-                };
-                last_remove = Some((path.clone(), shift));
-                let path = shifted(&path, shift);
+            PatchOperation::Remove(_) => {
                 let old_value = old.pointer(&path).cloned().unwrap_or(Value::Null);
                 Change { path, old: old_value, new: Value::Null }
             }
@@ -136,6 +124,33 @@ fn diff(old: &Value, new: &Value, out: &mut Vec<Change>) {
         };
         out.push(change);
     }
+}
+
+/// The json-patch diff from `old` to `new`, each operation with the path a report shows: the
+/// operation's own path, except that json-patch numbers successive removals from one array as
+/// the patch applies them (all at the same index), where a report wants the original indices.
+pub fn diff_ops(old: &Value, new: &Value) -> Vec<(String, PatchOperation)> {
+    let mut last_remove: Option<(String, usize)> = None;
+    json_patch::diff(old, new)
+        .0
+        .into_iter()
+        .map(|op| {
+            let path = op.path().to_string();
+            let reported = match &op {
+                PatchOperation::Remove(_) => {
+                    let shift = match &last_remove {
+                        Some((p, n)) if *p == path => n + 1,
+                        _ => 0,
+                    };
+                    let reported = shifted(&path, shift);
+                    last_remove = Some((path, shift));
+                    reported
+                }
+                _ => path,
+            };
+            (reported, op)
+        })
+        .collect()
 }
 
 /// `/a/b/3` shifted by 2 is `/a/b/5` (only when the last segment is an index).

@@ -11,6 +11,7 @@
 //! must let a request through for it to pass.
 
 pub mod changes;
+pub mod mutate;
 pub mod tracking;
 
 use serde_json::Value;
@@ -24,6 +25,15 @@ use crate::review::{AdmissionRequest, Operation, UserInfo};
 /// Service accounts whose deletions are clean-up, not drift.
 const CLEANUP_CONTROLLERS: &[(&str, &str)] =
     &[("kube-system", "generic-garbage-collector"), ("kube-system", "namespace-controller")];
+
+/// Which webhook asks: the answer to a repair-mode policy differs between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The validating webhook (`/validate`), called after all mutations.
+    Validate,
+    /// The mutating webhook (`/mutate`), which can repair and stamp provenance.
+    Mutate,
+}
 
 /// What happens to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,6 +113,8 @@ pub struct Verdict {
     pub namespace: String,
     /// The object's name (from `oldObject` for DeleteCollection).
     pub name: String,
+    /// Whether the writer is a GitOps writer of the deciding policy.
+    pub by_gitops: bool,
 }
 
 /// Why a request could not be decided: its objects are not readable JSON objects.
@@ -132,6 +144,7 @@ impl Verdict {
             kind,
             namespace: req.namespace.clone(),
             name: req.name.clone(),
+            by_gitops: false,
         }
     }
 
@@ -188,7 +201,11 @@ impl Verdict {
             parts.push(format!("{} ({} → {})", c.path, changes::short(&c.old, 40), changes::short(&c.new, 40)));
         }
         let total = if self.not_exempt.is_empty() { self.changes.total() } else { self.not_exempt.len() };
-        let mut out = if self.not_exempt.is_empty() { "Changed: ".to_owned() } else { "Not exempt: ".to_owned() };
+        let mut out = match (self.decision, self.not_exempt.is_empty()) {
+            (Decision::Repaired, _) => "Reverted: ".to_owned(),
+            (_, true) => "Changed: ".to_owned(),
+            (_, false) => "Not exempt: ".to_owned(),
+        };
         out.push_str(&parts.join(", "));
         if total > parts.len() {
             out.push_str(&format!(" and {} more", total - parts.len()));
@@ -199,22 +216,19 @@ impl Verdict {
 }
 
 /// The request's objects, parsed and normalised once, when a rule first needs them.
-struct Objects {
-    old: Option<Value>,
-    new: Option<Value>,
-    all_changes: Vec<Change>,
+pub(crate) struct Objects {
+    /// `oldObject`, normalised.
+    pub(crate) old: Option<Value>,
+    /// `object`, normalised.
+    pub(crate) new: Option<Value>,
+    /// Every change, uncapped.
+    pub(crate) all_changes: Vec<Change>,
 }
 
 impl Objects {
     fn load(req: &AdmissionRequest<'_>) -> Result<Self, DecideError> {
-        let parse = |field, raw: Option<&serde_json::value::RawValue>| -> Result<Option<Value>, DecideError> {
-            raw.map(|r| serde_json::from_str::<Value>(r.get()))
-                .transpose()
-                .map(|v| v.filter(|v| !v.is_null()))
-                .map_err(|source| DecideError { field, source })
-        };
-        let mut old = parse("oldObject", req.old_object)?;
-        let mut new = parse("object", req.object)?;
+        let mut old = parse_object("oldObject", req.old_object)?;
+        let mut new = parse_object("object", req.object)?;
         old.iter_mut().chain(new.iter_mut()).for_each(changes::normalise);
         let all_changes = changes::changes(req.operation, req.sub_resource.as_deref(), old.as_ref(), new.as_ref());
         Ok(Objects { old, new, all_changes })
@@ -230,20 +244,30 @@ impl Objects {
     }
 }
 
-/// Decides a request against a policy set.
+/// Decides a request against a policy set, as the validating webhook answers it.
 pub fn decide(set: &PolicySet, req: &AdmissionRequest<'_>) -> Result<Verdict, DecideError> {
+    decide_at(set, req, Endpoint::Validate).map(|(verdict, _)| verdict)
+}
+
+/// Decides a request as `endpoint` answers it; also gives the parsed objects when a rule
+/// needed them (the mutating endpoint builds its patches from them).
+pub(crate) fn decide_at(
+    set: &PolicySet,
+    req: &AdmissionRequest<'_>,
+    endpoint: Endpoint,
+) -> Result<(Verdict, Option<Objects>), DecideError> {
     let mut ids = Vec::new();
     set.matching(&req.resource.group, &req.kind.kind, &req.resource.resource, &req.namespace, &mut ids);
     if ids.is_empty() {
-        return Ok(Verdict::new(req, Decision::Allowed, "unprotected"));
+        return Ok((Verdict::new(req, Decision::Allowed, "unprotected"), None));
     }
     if let Some(rule) = builtin(set, req) {
-        return Ok(Verdict::new(req, Decision::Allowed, rule));
+        return Ok((Verdict::new(req, Decision::Allowed, rule), None));
     }
     let mut objects: Option<Objects> = None;
     let mut best: Option<Verdict> = None;
     for policy in ids.iter().filter_map(|&i| set.get(i)) {
-        let verdict = evaluate(policy, req, &mut objects)?;
+        let verdict = evaluate(policy, req, endpoint, &mut objects)?;
         if best.as_ref().is_none_or(|b| verdict.decision.severity() > b.decision.severity()) {
             best = Some(verdict);
         }
@@ -255,7 +279,7 @@ pub fn decide(set: &PolicySet, req: &AdmissionRequest<'_>) -> Result<Verdict, De
             verdict.name = name.as_str().unwrap_or_default().to_owned();
         }
     }
-    Ok(verdict)
+    Ok((verdict, objects))
 }
 
 /// Rules that hold whatever the policies say.
@@ -293,6 +317,7 @@ fn exemption_applies(ex: &Exemption, req: &AdmissionRequest<'_>) -> bool {
 fn evaluate(
     policy: &DriftPolicy,
     req: &AdmissionRequest<'_>,
+    endpoint: Endpoint,
     objects: &mut Option<Objects>,
 ) -> Result<Verdict, DecideError> {
     let spec = &policy.spec;
@@ -303,7 +328,9 @@ fn evaluate(
         v
     };
     if let Some(who) = spec.gitops.matching(&req.user_info) {
-        return Ok(decided(Decision::Allowed, format!("gitops:{who}")));
+        let mut v = decided(Decision::Allowed, format!("gitops:{who}"));
+        v.by_gitops = true;
+        return Ok(v);
     }
     if objects.is_none() {
         *objects = Some(Objects::load(req)?);
@@ -345,8 +372,10 @@ fn evaluate(
             Mode::Enforce => Decision::Denied,
             Mode::Warn => Decision::Warned,
             Mode::Audit => Decision::Audited,
-            // The validating answer comes after the mutating webhook has restored protected
-            // fields; a protected change that still arrives was not repaired, so it is refused.
+            // Only an UPDATE has old values to restore, and only the mutating webhook can. The
+            // validating answer comes after it: a protected change that still arrives there was
+            // not repaired (the mutating webhook is not registered, or failed open), so it is refused.
+            Mode::Repair if endpoint == Endpoint::Mutate && req.operation == Operation::Update => Decision::Repaired,
             Mode::Repair => Decision::Denied,
         };
         let rule = match &partial {
@@ -363,6 +392,17 @@ fn evaluate(
         v.not_exempt = not_exempt;
     }
     Ok(v)
+}
+
+/// Parses a raw object of the request (`null` and absent are `None`).
+pub(crate) fn parse_object(
+    field: &'static str,
+    raw: Option<&serde_json::value::RawValue>,
+) -> Result<Option<Value>, DecideError> {
+    raw.map(|r| serde_json::from_str::<Value>(r.get()))
+        .transpose()
+        .map(|v| v.filter(|v| !v.is_null()))
+        .map_err(|source| DecideError { field, source })
 }
 
 fn break_glass_reason(object: Option<&Value>) -> Option<String> {

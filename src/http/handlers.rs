@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use super::AppState;
-use crate::decide::{self, Decision};
+use crate::decide::{self, Decision, Endpoint};
 use crate::event::DriftEvent;
 use crate::review::{self, AdmissionResponse};
 
@@ -69,14 +69,25 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// `POST /validate`: answers an AdmissionReview.
+/// `POST /validate`: answers an AdmissionReview for the validating webhook.
 pub async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    admit(&state, request, Endpoint::Validate).await
+}
+
+/// `POST /mutate`: answers an AdmissionReview for the mutating webhook, with a JSONPatch when
+/// it stamps provenance or repairs.
+pub async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    admit(&state, request, Endpoint::Mutate).await
+}
+
+async fn admit(state: &AppState, request: Request, endpoint: Endpoint) -> Result<Response, ApiError> {
     check_content_type(&request)?;
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
     let review = review::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let req = &review.request;
     let span = tracing::info_span!(
         "admission",
+        endpoint = ?endpoint,
         uid = %req.uid,
         operation = req.operation.as_str(),
         kind = %req.kind.kind,
@@ -86,21 +97,32 @@ pub async fn validate(State(state): State<Arc<AppState>>, request: Request) -> R
         decision = Empty,
         policy = Empty,
     );
-    let answer = answer(&state, &review).instrument(span).await?;
+    let answer = answer(state, &review, endpoint).instrument(span).await?;
     Ok(json_response(answer))
 }
 
 /// Decides, journals drift durably, and builds the AdmissionReview answer.
-async fn answer(state: &AppState, review: &review::Review<'_>) -> Result<Vec<u8>, ApiError> {
+async fn answer(state: &AppState, review: &review::Review<'_>, endpoint: Endpoint) -> Result<Vec<u8>, ApiError> {
     let req = &review.request;
     let span = tracing::Span::current();
-    let verdict = decide::decide(&state.policies.load(), req)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let bad = |e: decide::DecideError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
+    let (verdict, patch) = match endpoint {
+        Endpoint::Validate => (decide::decide(&state.policies.load(), req).map_err(bad)?, None),
+        Endpoint::Mutate => {
+            let m = decide::mutate::mutate(&state.policies.load(), req).map_err(bad)?;
+            (m.verdict, Some(m.patch))
+        }
+    };
+    // The mutating webhook records only what it repairs; the validating one records the rest.
+    let record = match endpoint {
+        Endpoint::Validate => verdict.decision.is_drift(),
+        Endpoint::Mutate => verdict.decision == Decision::Repaired,
+    };
     span.record("decision", verdict.decision.as_str());
     span.record("policy", verdict.policy.as_deref().unwrap_or("-"));
 
     let mut answer = AdmissionResponse::allow(&req.uid);
-    if verdict.decision.is_drift() {
+    if record {
         let id = uuid::Uuid::now_v7().to_string();
         let event = DriftEvent::new(id.clone(), now_rfc3339(), req, &verdict);
         match state.journal.append(event.to_line()).await {
@@ -111,11 +133,14 @@ async fn answer(state: &AppState, review: &review::Review<'_>) -> Result<Vec<u8>
         answer = answer.annotate(AUDIT_EVENT_ID, id);
         answer = match verdict.decision {
             Decision::Denied => answer.deny(event.message),
-            Decision::Warned | Decision::BreakGlass => answer.warn(event.message),
-            Decision::Audited | Decision::Repaired | Decision::Allowed => answer,
+            Decision::Warned | Decision::BreakGlass | Decision::Repaired => answer.warn(event.message),
+            Decision::Audited | Decision::Allowed => answer,
         };
     } else {
         tracing::debug!(rule = %verdict.rule, "allowed");
+    }
+    if let Some(patch) = &patch {
+        answer = answer.with_patch(patch);
     }
     Ok(answer.into_body(review.version))
 }

@@ -213,6 +213,7 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/validate", post(handlers::validate))
+        .route("/mutate", post(handlers::mutate))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .with_state(state)

@@ -1,0 +1,129 @@
+//! The mutating endpoint's decisions: provenance stamps on GitOps writes and repair patches
+//! that restore protected fields. PURE, like the rest of `decide`.
+//!
+//! Every patch is a JSONPatch computed with json-patch's `diff` from the request's object to the
+//! object that should land, so it is minimal and applies cleanly; no patch when nothing differs
+//! (GitOps tools must not see a diff loop).
+
+use json_patch::{Patch, PatchOperation};
+use serde_json::{Map, Value};
+
+use super::changes::{self, LAST_APPLIED, SERVER_MANAGED};
+use super::{Decision, DecideError, Endpoint, Verdict, decide_at, parse_object, tracking};
+use crate::policy::PolicySet;
+use crate::review::{AdmissionRequest, Operation};
+
+/// The annotation that names the last GitOps identity to write an object.
+pub const LAST_WRITER: &str = "driftgate.dev/last-writer";
+/// The annotation that names the GitOps application that owns an object (`argocd:mesh-config`).
+pub const GITOPS_APP: &str = "driftgate.dev/gitops-app";
+
+/// The mutating endpoint's answer: the verdict and the patch (empty for none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mutation {
+    /// The verdict; only `Repaired` is drift here (the validating webhook records the rest).
+    pub verdict: Verdict,
+    /// The JSONPatch to return; empty when the object is to land as sent.
+    pub patch: Patch,
+}
+
+/// Decides a request for the mutating webhook.
+pub fn mutate(set: &PolicySet, req: &AdmissionRequest<'_>) -> Result<Mutation, DecideError> {
+    let (mut verdict, objects) = decide_at(set, req, Endpoint::Mutate)?;
+    let writes_object = matches!(req.operation, Operation::Create | Operation::Update)
+        && req.sub_resource.as_deref().is_none_or(str::is_empty);
+    let patch = match verdict.decision {
+        Decision::Allowed if verdict.by_gitops && writes_object => {
+            let new = parse_object("object", req.object)?;
+            let old = parse_object("oldObject", req.old_object)?;
+            match new {
+                Some(new) => provenance(&req.user_info.username, &new, old.as_ref()),
+                None => Patch(Vec::new()),
+            }
+        }
+        Decision::Repaired => {
+            let new = parse_object("object", req.object)?;
+            let old = parse_object("oldObject", req.old_object)?;
+            let normalised = objects.as_ref().and_then(|o| o.old.as_ref().zip(o.new.as_ref()));
+            match (old, new, normalised) {
+                (Some(old), Some(new), Some((old_n, new_n))) => {
+                    match repair(&old, &new, old_n, new_n, &verdict.not_exempt) {
+                        Some(patch) => patch,
+                        None => {
+                            // The exempt changes could not be kept apart from the rest: refuse
+                            // rather than guess. The validating webhook denies what arrives.
+                            verdict.decision = Decision::Denied;
+                            verdict.rule = "repair:not-possible".to_owned();
+                            Patch(Vec::new())
+                        }
+                    }
+                }
+                _ => Patch(Vec::new()),
+            }
+        }
+        _ => Patch(Vec::new()),
+    };
+    Ok(Mutation { verdict, patch })
+}
+
+/// Stamps `driftgate.dev/last-writer` and, when the object is tracked, `driftgate.dev/gitops-app`.
+/// Only what differs is added or changed.
+fn provenance(writer: &str, new: &Value, old: Option<&Value>) -> Patch {
+    let mut wanted = vec![(LAST_WRITER, writer.to_owned())];
+    if let Some(g) = tracking::tracked_by(new).or_else(|| old.and_then(tracking::tracked_by)) {
+        wanted.push((GITOPS_APP, format!("{}:{}", g.tool, g.app)));
+    }
+    let mut target = new.clone();
+    let Some(meta) = target.get_mut("metadata").and_then(Value::as_object_mut) else { return Patch(Vec::new()) };
+    let annotations = meta.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    if let Some(map) = annotations.as_object_mut() {
+        for (key, value) in wanted {
+            map.insert(key.to_owned(), Value::String(value));
+        }
+    }
+    json_patch::diff(new, &target)
+}
+
+/// The patch that makes `new` equal `old` on every protected path: changes outside
+/// `not_exempt` (when an exemption covered some) go through, server-managed metadata stays as
+/// the API server set it, everything else is restored.
+fn repair(old: &Value, new: &Value, old_n: &Value, new_n: &Value, not_exempt: &[String]) -> Option<Patch> {
+    let mut target = old.clone();
+    if !not_exempt.is_empty() {
+        let exempt: Vec<PatchOperation> = changes::diff_ops(old_n, new_n)
+            .into_iter()
+            .filter(|(path, _)| !not_exempt.contains(path))
+            .map(|(_, op)| op)
+            .collect();
+        json_patch::patch(&mut target, &exempt).ok()?;
+    }
+    let old_meta = old.get("metadata").and_then(Value::as_object);
+    let new_meta = new.get("metadata").and_then(Value::as_object);
+    if let (Some(meta), Some(new_meta)) = (target.get_mut("metadata").and_then(Value::as_object_mut), new_meta) {
+        for key in SERVER_MANAGED {
+            match new_meta.get(*key) {
+                Some(v) => meta.insert((*key).to_owned(), v.clone()),
+                None => meta.remove(*key),
+            };
+        }
+        let last_applied = old_meta.and_then(|m| m.get("annotations")).and_then(|a| a.get(LAST_APPLIED));
+        match (last_applied, meta.get_mut("annotations").and_then(Value::as_object_mut)) {
+            (Some(v), Some(annotations)) => {
+                annotations.insert(LAST_APPLIED.to_owned(), v.clone());
+            }
+            (Some(v), None) => {
+                let mut annotations = Map::new();
+                annotations.insert(LAST_APPLIED.to_owned(), v.clone());
+                meta.insert("annotations".to_owned(), Value::Object(annotations));
+            }
+            (None, Some(annotations)) => {
+                annotations.remove(LAST_APPLIED);
+            }
+            (None, None) => {}
+        }
+    }
+    Some(json_patch::diff(new, &target))
+}
