@@ -48,6 +48,8 @@ pub struct Settings {
     pub log_level: String,
     /// Seconds a shutdown waits for requests in flight.
     pub shutdown_grace_seconds: u64,
+    /// Seconds between checks of `cert_dir` for a rotated certificate.
+    pub cert_reload_seconds: u64,
 }
 
 impl Default for Settings {
@@ -65,6 +67,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
             shutdown_grace_seconds: 20,
+            cert_reload_seconds: 2,
         }
     }
 }
@@ -95,6 +98,7 @@ impl Settings {
             dev_certs: false,
             journal: dir.join("drift-events.jsonl"),
             shutdown_grace_seconds: 5,
+            cert_reload_seconds: 1,
             ..Settings::default()
         }
     }
@@ -133,6 +137,9 @@ impl Settings {
         }
         if self.journal_max_bytes < 4096 {
             return invalid("journal_max_bytes", "must be at least 4096");
+        }
+        if self.cert_reload_seconds == 0 {
+            return invalid("cert_reload_seconds", "must be at least 1");
         }
         if self.namespace.is_empty() {
             return invalid("namespace", "must not be empty");

@@ -36,10 +36,14 @@ async fn reports_one_deep_change_in_the_big_envoyfilter() {
 #[tokio::test(flavor = "multi_thread")]
 async fn caps_a_long_change_list_with_a_count() {
     let server = TestServer::start(DEFAULT_POLICY).await;
-    let (_, answer) =
-        server.validate_fixture("envoyfilter-update-kubectl-patch-json-human-big-derived-many-changes.validating.json").await;
+    let (_, answer) = server
+        .validate_fixture("envoyfilter-update-kubectl-patch-json-human-big-derived-many-changes.validating.json")
+        .await;
     let message = answer["response"]["status"]["message"].as_str().unwrap();
-    assert!(message.contains("/spec/configPatches/0/patch/operation (\"INSERT_BEFORE\" → \"INSERT_FIRST\")"), "{message}");
+    assert!(
+        message.contains("/spec/configPatches/0/patch/operation (\"INSERT_BEFORE\" → \"INSERT_FIRST\")"),
+        "{message}"
+    );
     assert!(message.contains(" and 66 more."), "{message}");
     let e = &server.journal()[0];
     assert_eq!(e["changes"].as_array().unwrap().len(), 50);

@@ -37,12 +37,16 @@ async fn stamps_provenance_on_argocd_and_flux_writes() {
     assert_eq!(answer["response"]["allowed"], true);
     let mut expected = review["request"]["object"].clone();
     let annotations = expected["metadata"]["annotations"].as_object_mut().unwrap();
-    annotations.insert("driftgate.dev/last-writer".into(), json!("system:serviceaccount:argocd:argocd-application-controller"));
+    annotations.insert(
+        "driftgate.dev/last-writer".into(),
+        json!("system:serviceaccount:argocd:argocd-application-controller"),
+    );
     annotations.insert("driftgate.dev/gitops-app".into(), json!("argocd:mesh-config"));
     assert_eq!(landed(&review, &answer), expected);
 
     // Flux's object has no annotations at all: the map is added.
-    let (review, answer) = mutate(&server, "flux-create-server-side-apply--peerauthentication-default.mutating.json").await;
+    let (review, answer) =
+        mutate(&server, "flux-create-server-side-apply--peerauthentication-default.mutating.json").await;
     let mut expected = review["request"]["object"].clone();
     assert!(expected["metadata"].get("annotations").is_none());
     expected["metadata"]["annotations"] = json!({
@@ -69,7 +73,11 @@ async fn an_already_stamped_reapply_gets_no_patch() {
 #[tokio::test(flavor = "multi_thread")]
 async fn leaves_enforce_mode_drift_to_the_validating_webhook() {
     let server = TestServer::start(DEFAULT_POLICY).await;
-    for name in [EDIT, "virtualservice-status-update-istiod.mutating.json", "deployment-scale-update-kubectl-scale-human.mutating.json"] {
+    for name in [
+        EDIT,
+        "virtualservice-status-update-istiod.mutating.json",
+        "deployment-scale-update-kubectl-scale-human.mutating.json",
+    ] {
         let (_, answer) = mutate(&server, name).await;
         assert_eq!(answer["response"]["allowed"], true, "{name}");
         assert!(answer["response"].get("patch").is_none(), "{name}");
@@ -85,7 +93,10 @@ async fn repair_restores_every_protected_path() {
     let r = &answer["response"];
     assert_eq!(r["allowed"], true);
     let warning = r["warnings"][0].as_str().unwrap();
-    assert!(warning.contains("were restored") && warning.contains("Reverted: /spec/http/1/route/0/weight (90 → 70)"), "{warning}");
+    assert!(
+        warning.contains("were restored") && warning.contains("Reverted: /spec/http/1/route/0/weight (90 → 70)"),
+        "{warning}"
+    );
     let object = landed(&review, &answer);
     let (new, old) = (&review["request"]["object"], &review["request"]["oldObject"]);
     assert_eq!(object["spec"], old["spec"]);
@@ -122,8 +133,13 @@ async fn repair_removes_a_label_and_lets_exempt_paths_through() {
     let (review, answer) = mutate(&server, EDIT).await;
     let object = landed(&review, &answer);
     let route = &object["spec"]["http"][1]["route"];
-    assert_eq!((&route[0]["weight"], &route[1]["weight"]), (&json!(90), &json!(30)), "route/1 is exempt, route/0 is not");
-    let patch = base64::engine::general_purpose::STANDARD.decode(answer["response"]["patch"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (&route[0]["weight"], &route[1]["weight"]),
+        (&json!(90), &json!(30)),
+        "route/1 is exempt, route/0 is not"
+    );
+    let patch =
+        base64::engine::general_purpose::STANDARD.decode(answer["response"]["patch"].as_str().unwrap()).unwrap();
     let patch: Value = serde_json::from_slice(&patch).unwrap();
     assert_eq!(patch, json!([{"op": "replace", "path": "/spec/http/1/route/0/weight", "value": 90}]), "minimal patch");
     server.stop().await;

@@ -9,7 +9,7 @@ use json_patch::{Patch, PatchOperation};
 use serde_json::{Map, Value};
 
 use super::changes::{self, LAST_APPLIED, SERVER_MANAGED};
-use super::{Decision, DecideError, Endpoint, Verdict, decide_at, parse_object, tracking};
+use super::{DecideError, Decision, Endpoint, Verdict, decide_at, parse_object, tracking};
 use crate::policy::PolicySet;
 use crate::review::{AdmissionRequest, Operation};
 

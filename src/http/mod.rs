@@ -73,6 +73,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Set once shutdown has begun: the server is no longer ready.
     pub shutting_down: AtomicBool,
+    /// Certificate reloads and the expiry of the certificate in service.
+    pub tls: Arc<tls::TlsStats>,
 }
 
 /// A bound, configured server; [`Server::run`] serves until shutdown.
@@ -83,6 +85,8 @@ pub struct Server {
     state: Arc<AppState>,
     resolver: Arc<tls::CertResolver>,
     grace: Duration,
+    cert_dir: std::path::PathBuf,
+    cert_reload: Duration,
 }
 
 /// Loads the policy folder into an indexed set, with `namespace` never protected.
@@ -102,7 +106,10 @@ impl Server {
             certs::write(&settings.cert_dir, &certs::generate(&certs::dev_request())?, false)?;
             tracing::info!(dir = %settings.cert_dir.display(), "made development CA and localhost certificate");
         }
-        let resolver = Arc::new(tls::CertResolver::new(tls::load_pair(&settings.cert_dir)?));
+        let key = tls::load_pair(&settings.cert_dir)?;
+        let tls_stats = Arc::new(tls::TlsStats::default());
+        tls_stats.expiry.store(tls::expiry(&key).unwrap_or_default(), Ordering::Relaxed);
+        let resolver = Arc::new(tls::CertResolver::new(key));
         let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())?));
         let (journal, opened) = Journal::open(JournalConfig {
             path: settings.journal.clone(),
@@ -117,6 +124,7 @@ impl Server {
             journal,
             max_body_bytes: settings.max_body_bytes,
             shutting_down: AtomicBool::new(false),
+            tls: tls_stats,
         });
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -128,6 +136,8 @@ impl Server {
             state,
             resolver,
             grace: Duration::from_secs(settings.shutdown_grace_seconds),
+            cert_dir: settings.cert_dir.clone(),
+            cert_reload: Duration::from_secs(settings.cert_reload_seconds),
         })
     }
 
@@ -149,6 +159,12 @@ impl Server {
     /// Serves until `shutdown` completes, then turns unready, stops accepting, and waits up to
     /// the grace period for requests in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let watcher = tokio::spawn(tls::watch(
+            self.cert_dir.clone(),
+            self.resolver.clone(),
+            self.state.tls.clone(),
+            self.cert_reload,
+        ));
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -189,6 +205,7 @@ impl Server {
         if tokio::time::timeout(self.grace, graceful.shutdown()).await.is_err() {
             tracing::warn!(grace = ?self.grace, "grace period over: closing remaining connections");
         }
+        watcher.abort();
     }
 }
 
