@@ -26,6 +26,8 @@ pub enum LogFormat {
 pub struct Settings {
     /// HTTPS address of the webhook endpoints.
     pub listen: SocketAddr,
+    /// Plain-HTTP address of `GET /metrics`.
+    pub metrics_listen: SocketAddr,
     /// Folder of DriftPolicy files.
     pub policies: PathBuf,
     /// Folder with `tls.crt` and `tls.key` (and `ca.crt`).
@@ -56,6 +58,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             policies: PathBuf::from("policies"),
             cert_dir: PathBuf::from("certs"),
             dev_certs: true,
@@ -93,6 +96,7 @@ impl Settings {
     pub fn for_test(dir: &Path) -> Self {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             policies: dir.join("policies"),
             cert_dir: dir.join("certs"),
             dev_certs: false,

@@ -14,6 +14,7 @@ pub mod decide;
 pub mod event;
 pub mod http;
 pub mod journal;
+pub mod metrics;
 pub mod policy;
 pub mod review;
 

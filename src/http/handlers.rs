@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -19,6 +20,7 @@ use tracing::field::Empty;
 use super::AppState;
 use crate::decide::{self, Decision, Endpoint};
 use crate::event::DriftEvent;
+use crate::metrics::{DriftLabels, RequestLabels};
 use crate::review::{self, AdmissionResponse};
 
 /// The audit annotation that carries the drift event id (the kube-apiserver prefixes it with
@@ -51,6 +53,12 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// `GET /metrics` (metrics port): Prometheus/OpenMetrics text.
+pub async fn metrics(State(metrics): State<Arc<crate::metrics::Metrics>>) -> Response {
+    let body = metrics.encode();
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
+
 /// `GET /readyz`: 200 while the server can record drift and is not shutting down, else 503
 /// with the reasons.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -81,6 +89,29 @@ pub async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Res
 }
 
 async fn admit(state: &AppState, request: Request, endpoint: Endpoint) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let path = match endpoint {
+        Endpoint::Validate => "validate",
+        Endpoint::Mutate => "mutate",
+    };
+    match admit_inner(state, request, endpoint, path).await {
+        Ok((body, labels)) => {
+            state.metrics.request(labels, started.elapsed());
+            Ok(json_response(body))
+        }
+        Err(e) => {
+            state.metrics.bad_request(path, e.status.as_u16());
+            Err(e)
+        }
+    }
+}
+
+async fn admit_inner(
+    state: &AppState,
+    request: Request,
+    endpoint: Endpoint,
+    path: &'static str,
+) -> Result<(Vec<u8>, RequestLabels), ApiError> {
     check_content_type(&request)?;
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
     let review = review::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
@@ -97,12 +128,22 @@ async fn admit(state: &AppState, request: Request, endpoint: Endpoint) -> Result
         decision = Empty,
         policy = Empty,
     );
-    let answer = answer(state, &review, endpoint).instrument(span).await?;
-    Ok(json_response(answer))
+    let (answer, decision) = answer(state, &review, endpoint).instrument(span).await?;
+    let labels = RequestLabels {
+        endpoint: path,
+        operation: req.operation.as_str(),
+        decision: decision.as_str(),
+        kind: req.kind.kind.clone(),
+    };
+    Ok((answer, labels))
 }
 
 /// Decides, journals drift durably, and builds the AdmissionReview answer.
-async fn answer(state: &AppState, review: &review::Review<'_>, endpoint: Endpoint) -> Result<Vec<u8>, ApiError> {
+async fn answer(
+    state: &AppState,
+    review: &review::Review<'_>,
+    endpoint: Endpoint,
+) -> Result<(Vec<u8>, Decision), ApiError> {
     let req = &review.request;
     let span = tracing::Span::current();
     let bad = |e: decide::DecideError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
@@ -125,7 +166,17 @@ async fn answer(state: &AppState, review: &review::Review<'_>, endpoint: Endpoin
     if record {
         let id = uuid::Uuid::now_v7().to_string();
         let event = DriftEvent::new(id.clone(), now_rfc3339(), req, &verdict);
-        match state.journal.append(event.to_line()).await {
+        let appending = Instant::now();
+        let journaled = state.journal.append(event.to_line()).await;
+        state.metrics.drift_event(
+            DriftLabels {
+                decision: verdict.decision.as_str(),
+                kind: req.kind.kind.clone(),
+                namespace: verdict.namespace.clone(),
+            },
+            appending.elapsed(),
+        );
+        match journaled {
             Ok(()) => tracing::info!(event = %id, rule = %verdict.rule, dry_run = req.dry_run, "drift"),
             // The answer stands: enforce still denies, warn/audit still allow. /readyz reports it.
             Err(e) => tracing::error!(event = %id, error = %e, "drift event could not be journaled"),
@@ -142,7 +193,7 @@ async fn answer(state: &AppState, review: &review::Review<'_>, endpoint: Endpoin
     if let Some(patch) = &patch {
         answer = answer.with_patch(patch);
     }
-    Ok(answer.into_body(review.version))
+    Ok((answer.into_body(review.version), verdict.decision))
 }
 
 fn json_response(body: Vec<u8>) -> Response {

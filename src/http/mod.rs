@@ -8,6 +8,7 @@ pub mod handlers;
 pub mod tls;
 
 use std::future::Future;
+use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +26,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::certs::{self, CertError};
 use crate::config::Settings;
-use crate::journal::{Journal, JournalConfig};
+use crate::journal::{Journal, JournalConfig, JournalObserver};
+use crate::metrics::Metrics;
 use crate::policy::{self, LoadError, PolicySet};
 
 /// A TLS handshake must finish within this.
@@ -66,7 +68,7 @@ pub enum ServeError {
 /// State shared by all requests.
 pub struct AppState {
     /// The policies in force (swapped whole on reload).
-    pub policies: ArcSwap<PolicySet>,
+    pub policies: Arc<ArcSwap<PolicySet>>,
     /// The drift-event journal.
     pub journal: Journal,
     /// Largest body accepted.
@@ -75,11 +77,14 @@ pub struct AppState {
     pub shutting_down: AtomicBool,
     /// Certificate reloads and the expiry of the certificate in service.
     pub tls: Arc<tls::TlsStats>,
+    /// The metrics `GET /metrics` serves.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A bound, configured server; [`Server::run`] serves until shutdown.
 pub struct Server {
     listener: TcpListener,
+    metrics_listener: TcpListener,
     acceptor: TlsAcceptor,
     app: Router,
     state: Arc<AppState>,
@@ -111,26 +116,38 @@ impl Server {
         tls_stats.expiry.store(tls::expiry(&key).unwrap_or_default(), Ordering::Relaxed);
         let resolver = Arc::new(tls::CertResolver::new(key));
         let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())?));
-        let (journal, opened) = Journal::open(JournalConfig {
-            path: settings.journal.clone(),
-            max_bytes: settings.journal_max_bytes,
-            keep: settings.journal_keep,
-        });
+        let metrics = Arc::new(Metrics::new());
+        let observer: Arc<dyn JournalObserver> = metrics.clone();
+        let (journal, opened) = Journal::open_observed(
+            JournalConfig {
+                path: settings.journal.clone(),
+                max_bytes: settings.journal_max_bytes,
+                keep: settings.journal_keep,
+            },
+            Some(observer),
+        );
         if let Err(e) = opened {
             tracing::error!(error = %e, "journal cannot be written: serving unready until it can");
         }
+        let policies = Arc::new(ArcSwap::from_pointee(policies));
+        register_readings(&metrics, &policies, &journal, &tls_stats);
         let state = Arc::new(AppState {
-            policies: ArcSwap::from_pointee(policies),
+            policies,
             journal,
             max_body_bytes: settings.max_body_bytes,
             shutting_down: AtomicBool::new(false),
             tls: tls_stats,
+            metrics,
         });
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| ServeError::Bind { addr: settings.listen, source })?;
+        let metrics_listener = TcpListener::bind(settings.metrics_listen)
+            .await
+            .map_err(|source| ServeError::Bind { addr: settings.metrics_listen, source })?;
         Ok(Server {
             listener,
+            metrics_listener,
             acceptor,
             app: router(state.clone()),
             state,
@@ -144,6 +161,11 @@ impl Server {
     /// The bound address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The bound address of the metrics port.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
     }
 
     /// The shared state.
@@ -165,6 +187,14 @@ impl Server {
             self.state.tls.clone(),
             self.cert_reload,
         ));
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_server = tokio::spawn(
+            axum::serve(self.metrics_listener, metrics_router(self.state.metrics.clone()))
+                .with_graceful_shutdown(async move {
+                    let _ = metrics_stopped.await;
+                })
+                .into_future(),
+        );
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -206,6 +236,10 @@ impl Server {
             tracing::warn!(grace = ?self.grace, "grace period over: closing remaining connections");
         }
         watcher.abort();
+        let _ = metrics_stop.send(());
+        if let Ok(Err(e)) = metrics_server.await {
+            tracing::warn!(error = %e, "metrics server ended with an error");
+        }
     }
 }
 
@@ -224,6 +258,46 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .keep_alive_interval(Duration::from_secs(30));
     builder
+}
+
+/// Exports, at scrape time, what other parts keep: policies, journal, certificate.
+fn register_readings(
+    metrics: &Metrics,
+    policies: &Arc<ArcSwap<PolicySet>>,
+    journal: &Journal,
+    tls: &Arc<tls::TlsStats>,
+) {
+    let p = policies.clone();
+    metrics.gauge_fn("driftgate_policies_loaded", "Policies in force", move || p.load().len() as i64);
+    let j = journal.clone();
+    metrics.gauge_fn("driftgate_journal_healthy", "1 while the last journal write succeeded", move || {
+        i64::from(j.is_healthy())
+    });
+    let j = journal.clone();
+    metrics.counter_fn("driftgate_journal_lines", "Drift events made durable in the journal", move || {
+        j.stats().appended.load(Ordering::Relaxed) as i64
+    });
+    let t = tls.clone();
+    metrics.gauge_fn(
+        "driftgate_certificate_expiry_timestamp_seconds",
+        "notAfter of the serving certificate (Unix time)",
+        move || t.expiry.load(Ordering::Relaxed),
+    );
+    let t = tls.clone();
+    metrics.counter_fn("driftgate_certificate_reloads", "Rotated certificates taken into service", move || {
+        t.reloads.load(Ordering::Relaxed) as i64
+    });
+    let t = tls.clone();
+    metrics.counter_fn(
+        "driftgate_certificate_reload_errors",
+        "Rotated certificates refused (the previous one kept)",
+        move || t.reload_errors.load(Ordering::Relaxed) as i64,
+    );
+}
+
+/// The routes of the metrics port (plain HTTP).
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route("/metrics", get(handlers::metrics)).with_state(metrics)
 }
 
 /// The routes of the HTTPS port.

@@ -48,6 +48,14 @@ pub enum JournalError {
     Stopped,
 }
 
+/// Told about each batch the writer finishes (metrics implement it).
+pub trait JournalObserver: Send + Sync {
+    /// A batch of `lines` was written and fsynced in `took`.
+    fn synced(&self, took: std::time::Duration, lines: usize);
+    /// A batch failed to write or sync.
+    fn failed(&self);
+}
+
 struct Job {
     line: Vec<u8>,
     done: oneshot::Sender<Result<(), JournalError>>,
@@ -77,14 +85,23 @@ impl Journal {
     /// Starts the writer thread. The file is opened (and created) here, so a journal that cannot
     /// be written is reported at start-up; the server still starts, unready.
     pub fn open(config: JournalConfig) -> (Journal, Result<(), JournalError>) {
+        Self::open_observed(config, None)
+    }
+
+    /// As [`Journal::open`], telling `observer` about every batch.
+    pub fn open_observed(
+        config: JournalConfig,
+        observer: Option<Arc<dyn JournalObserver>>,
+    ) -> (Journal, Result<(), JournalError>) {
         let stats = Arc::new(JournalStats::default());
         let mut writer = Writer { config: config.clone(), file: None };
         let first = writer.ensure_open();
         stats.healthy.store(first.is_ok(), Ordering::Release);
         let (tx, rx) = mpsc::channel(QUEUE);
         let thread_stats = stats.clone();
-        let spawned =
-            std::thread::Builder::new().name("driftgate-journal".into()).spawn(move || writer.run(rx, &thread_stats));
+        let spawned = std::thread::Builder::new()
+            .name("driftgate-journal".into())
+            .spawn(move || writer.run(rx, &thread_stats, observer.as_deref()));
         let started = match spawned {
             Ok(_) => first,
             Err(e) => Err(JournalError::Io { path: config.path.clone(), source: Arc::new(e) }),
@@ -121,7 +138,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, mut rx: mpsc::Receiver<Job>, stats: &JournalStats) {
+    fn run(&mut self, mut rx: mpsc::Receiver<Job>, stats: &JournalStats, observer: Option<&dyn JournalObserver>) {
         let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
         let mut buf: Vec<u8> = Vec::new();
         while let Some(first) = rx.blocking_recv() {
@@ -136,14 +153,21 @@ impl Writer {
             for job in &batch {
                 buf.extend_from_slice(&job.line);
             }
+            let started = std::time::Instant::now();
             let result = self.write_batch(&buf);
             match &result {
                 Ok(()) => {
+                    if let Some(o) = observer {
+                        o.synced(started.elapsed(), batch.len());
+                    }
                     stats.healthy.store(true, Ordering::Release);
                     stats.appended.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     stats.syncs.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
+                    if let Some(o) = observer {
+                        o.failed();
+                    }
                     stats.healthy.store(false, Ordering::Release);
                     stats.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, lines = batch.len(), "journal write failed");

@@ -37,6 +37,7 @@ pub fn fixture_json(name: &str) -> Value {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub ca_pem: String,
     pub client: reqwest::Client,
@@ -64,6 +65,7 @@ impl TestServer {
         adjust(&mut settings);
         let server = Server::bind(&settings).await.unwrap();
         let addr = server.local_addr().unwrap();
+        let metrics_addr = server.metrics_addr().unwrap();
         let state = server.state();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(async move {
@@ -72,6 +74,7 @@ impl TestServer {
         let client = client_for(&bundle.ca_pem, addr, false);
         TestServer {
             addr,
+            metrics_addr,
             dir,
             ca_pem: bundle.ca_pem,
             client,
@@ -108,6 +111,13 @@ impl TestServer {
     pub async fn get(&self, path: &str) -> (StatusCode, String) {
         let resp = self.client.get(self.url(path)).send().await.unwrap();
         (resp.status(), resp.text().await.unwrap())
+    }
+
+    /// The text of `GET /metrics` on the metrics port.
+    pub async fn metrics(&self) -> String {
+        let resp = reqwest::get(format!("http://{}/metrics", self.metrics_addr)).await.unwrap();
+        assert!(resp.status().is_success());
+        resp.text().await.unwrap()
     }
 
     pub fn journal_path(&self) -> PathBuf {
