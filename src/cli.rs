@@ -122,28 +122,19 @@ pub fn run() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref(), &args.overrides())?;
-    init_logging(&settings);
+    let telemetry = crate::telemetry::init(settings.log_format, &settings.log_level);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let server = Server::bind(&settings).await?;
         let addr = server.local_addr().context("failed to read the bound address")?;
         tracing::info!(%addr, journal = %settings.journal.display(), "driftgate serving");
         server.run(shutdown_signal()).await;
         tracing::info!("driftgate stopped");
-        Ok(())
-    })
-}
-
-fn init_logging(settings: &Settings) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let _ = match settings.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+        Ok::<(), anyhow::Error>(())
+    });
+    telemetry.shutdown();
+    served
 }
 
 async fn shutdown_signal() {

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod metrics;
 pub mod policy;
 pub mod review;
+pub mod telemetry;
 
 pub use config::Settings;
 pub use decide::{Decision, Verdict, decide};
