@@ -1,7 +1,7 @@
 # driftgate: the commands people and CI run. CI runs `make test` only.
 CARGO ?= cargo
 
-.PHONY: run test build check certs clean
+.PHONY: run test build check certs clean bench bench-load
 
 ## run: the webhook on its embedded defaults (./policies, dev certificates in ./certs,
 ## journal ./drift-events.jsonl, https://127.0.0.1:8443)
@@ -27,6 +27,20 @@ check:
 certs:
 	$(CARGO) run --release --locked -- certs --out certs --dns localhost --ip 127.0.0.1 --ip ::1 --force
 
+## manifests: regenerate manifests/base/ from policies/ (tests/manifests.rs fails while they differ)
+.PHONY: manifests
+manifests:
+	DRIFTGATE_BLESS=1 $(CARGO) test --locked --test manifests committed_manifests_match_generation
+
 clean:
 	$(CARGO) clean
 	rm -f drift-events.jsonl drift-events.jsonl.*
+
+## bench: criterion benchmarks of the pure core and the journal (not part of `make test`)
+bench:
+	$(CARGO) bench --locked --bench decide --bench journal
+
+## bench-load: driftgate and a minimal baseline webhook under the same HTTPS load, side by side
+bench-load:
+	$(CARGO) build --release --locked --bin driftgate --example baseline --example loadgen
+	./target/release/examples/loadgen

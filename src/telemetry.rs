@@ -32,10 +32,10 @@ impl Telemetry {
 
     /// Exports what is still buffered and stops the exporter.
     pub fn shutdown(self) {
-        if let Some(provider) = self.provider {
-            if let Err(e) = provider.shutdown() {
-                eprintln!("driftgate: failed to flush traces: {e}");
-            }
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("driftgate: failed to flush traces: {e}");
         }
     }
 }
@@ -98,6 +98,8 @@ mod tests {
         assert!(!otlp_requested(|_| None));
         assert!(!otlp_requested(|_| Some(" ".into())));
         assert!(otlp_requested(|v| (v == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://collector:4318".into())));
-        assert!(otlp_requested(|v| (v == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").then(|| "http://c:4318/v1/traces".into())));
+        assert!(otlp_requested(
+            |v| (v == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").then(|| "http://c:4318/v1/traces".into())
+        ));
     }
 }

@@ -1,0 +1,360 @@
+//! `make bench-load`: drives `driftgate serve` and the baseline server (benches/baseline.rs)
+//! with the same request mixes from the real fixtures, over HTTPS with keep-alive, at several
+//! concurrencies, and prints requests/s, p50/p99/p99.9 latency and each server's peak RSS, with
+//! driftgate / baseline ratios side by side.
+//!
+//! Environment: `BENCH_SECONDS` (per row, default 5), `BENCH_CONCURRENCY` (default `1,8,32,64`),
+//! `BENCH_MIXES` (default `allowed,denied,mixed`). Run through `make bench-load`, which builds
+//! the release binaries first.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+const ALLOWED: &[&str] = &[
+    "virtualservice-create-argocd-kubectl-apply",
+    "destinationrule-create-argocd-kubectl-apply",
+    "authorizationpolicy-create-argocd-kubectl-apply",
+    "gateway-create-argocd-server-side-apply",
+    "gateway-noop-reapply-argocd-server-side-apply",
+    "virtualservice-noop-put-argocd",
+    "flux-create-server-side-apply--authorizationpolicy-ratings-from-reviews",
+    "flux-create-server-side-apply--peerauthentication-default",
+    "flux-create-server-side-apply--requestauthentication-jwt",
+    "flux-create-server-side-apply--serviceentry-payments-api",
+    "flux-create-server-side-apply--sidecar-default",
+    "flux-create-server-side-apply--telemetry-mesh-default",
+    "flux-noop-reapply-server-side-apply",
+    "virtualservice-status-update-istiod",
+    "deployment-create-argocd-kubectl-apply",
+    "deployment-scale-update-hpa",
+    "deployment-scale-update-kubectl-scale-human",
+    "envoyfilter-create-argocd-kubectl-apply-big",
+];
+
+const DENIED: &[&str] = &[
+    "virtualservice-update-kubectl-edit-human",
+    "virtualservice-update-kubectl-label-human",
+    "virtualservice-update-kubectl-annotate-human",
+    "serviceentry-create-kubectl-create-human",
+    "authorizationpolicy-delete-kubectl-delete-human",
+    "envoyfilter-update-kubectl-patch-json-human-big",
+];
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+struct Request {
+    body: Bytes,
+    allowed: bool,
+}
+
+fn load_mix(name: &str) -> Result<Vec<Request>, Error> {
+    let read = |names: &[&str], allowed: bool| -> Result<Vec<Request>, Error> {
+        names
+            .iter()
+            .map(|n| {
+                let body = std::fs::read(Path::new(FIXTURES).join(format!("{n}.validating.json")))?;
+                Ok(Request { body: Bytes::from(body), allowed })
+            })
+            .collect()
+    };
+    Ok(match name {
+        "allowed" => read(ALLOWED, true)?,
+        "denied" => read(DENIED, false)?,
+        // A cluster under GitOps: mostly syncs, some drift.
+        "mixed" => {
+            let mut mix = read(ALLOWED, true)?;
+            mix.extend(read(ALLOWED, true)?);
+            mix.extend(read(DENIED, false)?);
+            mix
+        }
+        other => return Err(format!("unknown mix {other:?}").into()),
+    })
+}
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the child's output until `find` extracts the address, then drains the rest to `log`.
+fn wait_for_addr(
+    child: &mut Child,
+    from_stderr: bool,
+    log: PathBuf,
+    find: fn(&str) -> Option<SocketAddr>,
+) -> Result<SocketAddr, Error> {
+    let stream: Box<dyn std::io::Read + Send> = if from_stderr {
+        Box::new(child.stderr.take().ok_or("no stderr")?)
+    } else {
+        Box::new(child.stdout.take().ok_or("no stdout")?)
+    };
+    let mut lines = BufReader::new(stream).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        if let Some(addr) = find(&line) {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                if let Ok(mut f) = std::fs::File::create(log) {
+                    for l in lines.map_while(Result::ok) {
+                        let _ = writeln!(f, "{l}");
+                    }
+                }
+            });
+            return Ok(addr);
+        }
+    }
+    Err("the server did not say where it listens".into())
+}
+
+fn start_driftgate(bin: &Path, dir: &Path) -> Result<Server, Error> {
+    let mut child = Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--policies")
+        .arg(dir.join("policies"))
+        .arg("--cert-dir")
+        .arg(dir.join("certs"))
+        .arg("--journal")
+        .arg(dir.join("drift-events.jsonl"))
+        .env("DRIFTGATE_METRICS_LISTEN", "127.0.0.1:0")
+        .env("DRIFTGATE_DEV_CERTS", "false")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let addr = wait_for_addr(&mut child, true, dir.join("driftgate.log"), |line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        (v["message"] == "driftgate serving").then(|| v["addr"].as_str()?.parse().ok()).flatten()
+    })?;
+    Ok(Server { name: "driftgate", child, addr })
+}
+
+fn start_baseline(bin: &Path, dir: &Path) -> Result<Server, Error> {
+    let mut child = Command::new(bin)
+        .arg("--cert-dir")
+        .arg(dir.join("certs"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr = wait_for_addr(&mut child, false, dir.join("baseline.log"), |line| {
+        line.strip_prefix("listening on ")?.trim().parse().ok()
+    })?;
+    Ok(Server { name: "baseline", child, addr })
+}
+
+/// Resets the process's peak RSS (VmHWM) so the next reading covers one row only.
+fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+/// Peak RSS in MiB (VmHWM).
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[derive(Debug, Default, Clone)]
+struct Row {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    errors: u64,
+    rss: f64,
+}
+
+fn client(ca: &[u8], addr: SocketAddr, concurrency: usize) -> Result<reqwest::Client, Error> {
+    Ok(reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca)?)
+        .resolve("localhost", addr)
+        .http1_only()
+        .pool_max_idle_per_host(concurrency)
+        .timeout(Duration::from_secs(10))
+        .build()?)
+}
+
+async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    mix: &Arc<Vec<Request>>,
+    concurrency: usize,
+    duration: Duration,
+    check: bool,
+) -> Row {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let (client, url, mix) = (client.clone(), url.to_owned(), mix.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(100_000);
+                let mut errors = 0u64;
+                let mut i = w * 7;
+                while Instant::now() < deadline {
+                    let req = &mix[i % mix.len()];
+                    i += 1;
+                    let t = Instant::now();
+                    let sent = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(req.body.clone())
+                        .send()
+                        .await;
+                    let ok = match sent {
+                        Ok(resp) if resp.status().is_success() => match resp.bytes().await {
+                            Ok(body) => {
+                                !check
+                                    || contains(
+                                        &body,
+                                        if req.allowed { b"\"allowed\":true" } else { b"\"allowed\":false" },
+                                    )
+                            }
+                            Err(_) => false,
+                        },
+                        _ => false,
+                    };
+                    latencies.push(t.elapsed().as_micros() as u64);
+                    if !ok {
+                        errors += 1;
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        if let Ok((l, e)) = w.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let idx = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+        all[idx] as f64 / 1000.0
+    };
+    Row { rps: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99), p999: pct(0.999), errors, rss: 0.0 }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let seconds: u64 = env_or("BENCH_SECONDS", "5").parse()?;
+    let concurrencies: Vec<usize> =
+        env_or("BENCH_CONCURRENCY", "1,8,32,64").split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
+    let mixes: Vec<String> = env_or("BENCH_MIXES", "allowed,denied,mixed").split(',').map(str::to_owned).collect();
+
+    let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-load");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies"))?;
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/default.yaml"),
+        dir.join("policies/default.yaml"),
+    )?;
+    let bundle = driftgate::certs::generate(&driftgate::certs::dev_request())?;
+    driftgate::certs::write(&dir.join("certs"), &bundle, true)?;
+
+    let servers =
+        [start_driftgate(&release.join("driftgate"), &dir)?, start_baseline(&release.join("examples/baseline"), &dir)?];
+    println!(
+        "driftgate load benchmark: {} cores, {seconds} s a row, HTTP/1.1 keep-alive over TLS, fixtures from tests/fixtures",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    println!(
+        "{:<8} {:>4} | {:>9} {:>7} {:>7} {:>7} {:>6} {:>4} | {:>9} {:>7} {:>7} {:>7} {:>6} | {:>6} {:>6}",
+        "mix",
+        "conc",
+        "dg req/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9",
+        "RSS MB",
+        "err",
+        "base r/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9",
+        "RSS MB",
+        "r/s ×",
+        "p99 ×"
+    );
+    for mix_name in &mixes {
+        let mix = Arc::new(load_mix(mix_name)?);
+        for &c in &concurrencies {
+            let mut rows = Vec::new();
+            for server in &servers {
+                let client = client(bundle.ca_pem.as_bytes(), server.addr, c)?;
+                let url = format!("https://localhost:{}/validate", server.addr.port());
+                let check = server.name == "driftgate";
+                drive(&client, &url, &mix, c, Duration::from_millis(500), check).await; // warm-up
+                reset_peak(server.child.id());
+                let mut row = drive(&client, &url, &mix, c, Duration::from_secs(seconds), check).await;
+                row.rss = peak_rss_mib(server.child.id());
+                rows.push(row);
+            }
+            let (d, b) = (&rows[0], &rows[1]);
+            println!(
+                "{:<8} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>6.1} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>6.1} | {:>6.2} {:>6.2}",
+                mix_name,
+                c,
+                d.rps,
+                d.p50,
+                d.p99,
+                d.p999,
+                d.rss,
+                d.errors,
+                b.rps,
+                b.p50,
+                b.p99,
+                b.p999,
+                b.rss,
+                d.rps / b.rps.max(1e-9),
+                d.p99 / b.p99.max(1e-9)
+            );
+        }
+    }
+    let journal = std::fs::read_to_string(dir.join("drift-events.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+    println!("journal: {journal} drift events written durably during the run");
+    Ok(())
+}
