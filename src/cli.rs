@@ -56,6 +56,10 @@ struct ServeArgs {
     /// Log format [default: text].
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// CA bundle of the kube-apiserver's client certificate; /validate and /mutate then answer
+    /// only clients that present a certificate it signed.
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +99,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.namespace {
             o.push(("namespace", v.clone()));
+        }
+        if let Some(v) = &self.client_ca {
+            o.push(("client_ca", path(v)));
         }
         if let Some(v) = self.log_format {
             o.push(("log_format", format!("{v:?}").to_lowercase()));

@@ -52,6 +52,15 @@ pub struct Settings {
     pub shutdown_grace_seconds: u64,
     /// Seconds between checks of `cert_dir` for a rotated certificate.
     pub cert_reload_seconds: u64,
+    /// Seconds between checks of `policies` for changed files.
+    pub policy_reload_seconds: u64,
+    /// CA bundle of the kube-apiserver's client certificate: when set, `/validate` and `/mutate`
+    /// answer only clients that present a certificate it signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    /// Seconds a request may take, body included, before it is answered 503 (below the
+    /// webhook's 5 s `timeoutSeconds`).
+    pub request_timeout_seconds: u64,
 }
 
 impl Default for Settings {
@@ -71,6 +80,9 @@ impl Default for Settings {
             log_level: "info".to_owned(),
             shutdown_grace_seconds: 20,
             cert_reload_seconds: 2,
+            policy_reload_seconds: 2,
+            request_timeout_seconds: 4,
+            client_ca: None,
         }
     }
 }
@@ -103,6 +115,7 @@ impl Settings {
             journal: dir.join("drift-events.jsonl"),
             shutdown_grace_seconds: 5,
             cert_reload_seconds: 1,
+            policy_reload_seconds: 1,
             ..Settings::default()
         }
     }
@@ -144,6 +157,15 @@ impl Settings {
         }
         if self.cert_reload_seconds == 0 {
             return invalid("cert_reload_seconds", "must be at least 1");
+        }
+        if self.policy_reload_seconds == 0 {
+            return invalid("policy_reload_seconds", "must be at least 1");
+        }
+        if self.request_timeout_seconds == 0 || self.request_timeout_seconds >= 30 {
+            return invalid(
+                "request_timeout_seconds",
+                "must be between 1 and 29 (the kube-apiserver waits at most 30 s)",
+            );
         }
         if self.namespace.is_empty() {
             return invalid("namespace", "must not be empty");

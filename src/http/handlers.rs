@@ -27,6 +27,10 @@ use crate::review::{self, AdmissionResponse};
 /// the webhook's name).
 pub const AUDIT_EVENT_ID: &str = "drift-event-id";
 
+/// Set per connection: whether the peer presented a client certificate that verified.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerCertificate(pub bool);
+
 /// A request this server will not answer with an AdmissionReview.
 #[derive(Debug)]
 pub struct ApiError {
@@ -94,7 +98,22 @@ async fn admit(state: &AppState, request: Request, endpoint: Endpoint) -> Result
         Endpoint::Validate => "validate",
         Endpoint::Mutate => "mutate",
     };
-    match admit_inner(state, request, endpoint, path).await {
+    let verified = request.extensions().get::<PeerCertificate>().is_some_and(|p| p.0);
+    let result = if state.require_client_cert && !verified {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "a client certificate signed by the configured client CA is required",
+        ))
+    } else {
+        match tokio::time::timeout(state.request_timeout, admit_inner(state, request, endpoint, path)).await {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("request not answered within {} s", state.request_timeout.as_secs()),
+            )),
+        }
+    };
+    match result {
         Ok((body, labels)) => {
             state.metrics.request(labels, started.elapsed());
             Ok(json_response(body))

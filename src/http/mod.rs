@@ -5,6 +5,7 @@
 //! head/body split), so no answer waits on the peer's delayed ACK.
 
 pub mod handlers;
+pub mod reload;
 pub mod tls;
 
 use std::future::Future;
@@ -32,8 +33,6 @@ use crate::policy::{self, LoadError, PolicySet};
 
 /// A TLS handshake must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Request headers must arrive within this (below the webhook's 5 s timeoutSeconds).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(4);
 /// HTTP/2 streams one connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// Largest header block accepted (HTTP/1.1 buffer and HTTP/2 header list).
@@ -79,6 +78,12 @@ pub struct AppState {
     pub tls: Arc<tls::TlsStats>,
     /// The metrics `GET /metrics` serves.
     pub metrics: Arc<Metrics>,
+    /// Policy reloads.
+    pub reload: Arc<reload::ReloadStats>,
+    /// How long a request may take, body included.
+    pub request_timeout: Duration,
+    /// Whether the webhook endpoints require a client certificate (`client_ca` is set).
+    pub require_client_cert: bool,
 }
 
 /// A bound, configured server; [`Server::run`] serves until shutdown.
@@ -92,6 +97,10 @@ pub struct Server {
     grace: Duration,
     cert_dir: std::path::PathBuf,
     cert_reload: Duration,
+    policy_dir: std::path::PathBuf,
+    policy_snapshot: reload::Snapshot,
+    never_protected: Vec<String>,
+    policy_reload: Duration,
 }
 
 /// Loads the policy folder into an indexed set, with `namespace` never protected.
@@ -105,6 +114,8 @@ impl Server {
     /// policies or certificates stop here; an unwritable journal does not (the server starts
     /// unready and keeps denying in enforce mode).
     pub async fn bind(settings: &Settings) -> Result<Server, ServeError> {
+        // Snapshot first: a change made while loading is then seen by the first reload poll.
+        let policy_snapshot = reload::snapshot(&settings.policies);
         let policies = load_policies(settings)?;
         tracing::info!(count = policies.len(), dir = %settings.policies.display(), "policies loaded");
         if settings.dev_certs && !settings.cert_dir.join(certs::TLS_CRT).exists() {
@@ -115,7 +126,11 @@ impl Server {
         let tls_stats = Arc::new(tls::TlsStats::default());
         tls_stats.expiry.store(tls::expiry(&key).unwrap_or_default(), Ordering::Relaxed);
         let resolver = Arc::new(tls::CertResolver::new(key));
-        let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())?));
+        let client_roots = match &settings.client_ca {
+            Some(path) => Some(tls::load_client_roots(path)?),
+            None => None,
+        };
+        let acceptor = TlsAcceptor::from(Arc::new(tls::server_config_with(resolver.clone(), client_roots)?));
         let metrics = Arc::new(Metrics::new());
         let observer: Arc<dyn JournalObserver> = metrics.clone();
         let (journal, opened) = Journal::open_observed(
@@ -130,7 +145,8 @@ impl Server {
             tracing::error!(error = %e, "journal cannot be written: serving unready until it can");
         }
         let policies = Arc::new(ArcSwap::from_pointee(policies));
-        register_readings(&metrics, &policies, &journal, &tls_stats);
+        let reload_stats = Arc::new(reload::ReloadStats::default());
+        register_readings(&metrics, &policies, &journal, &tls_stats, &reload_stats);
         let state = Arc::new(AppState {
             policies,
             journal,
@@ -138,6 +154,9 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             tls: tls_stats,
             metrics,
+            reload: reload_stats,
+            request_timeout: Duration::from_secs(settings.request_timeout_seconds),
+            require_client_cert: settings.client_ca.is_some(),
         });
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -155,6 +174,10 @@ impl Server {
             grace: Duration::from_secs(settings.shutdown_grace_seconds),
             cert_dir: settings.cert_dir.clone(),
             cert_reload: Duration::from_secs(settings.cert_reload_seconds),
+            policy_dir: settings.policies.clone(),
+            policy_snapshot,
+            never_protected: vec![settings.namespace.clone()],
+            policy_reload: Duration::from_secs(settings.policy_reload_seconds),
         })
     }
 
@@ -187,6 +210,14 @@ impl Server {
             self.state.tls.clone(),
             self.cert_reload,
         ));
+        let policy_watcher = tokio::spawn(reload::watch(
+            self.policy_dir.clone(),
+            self.policy_snapshot.clone(),
+            self.never_protected.clone(),
+            self.state.policies.clone(),
+            self.state.reload.clone(),
+            self.policy_reload,
+        ));
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_server = tokio::spawn(
             axum::serve(self.metrics_listener, metrics_router(self.state.metrics.clone()))
@@ -207,13 +238,18 @@ impl Server {
                         let acceptor = self.acceptor.clone();
                         let app = self.app.clone();
                         let watcher = graceful.watcher();
+                        let request_timeout = self.state.request_timeout;
                         tokio::spawn(async move {
                             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                                 Ok(Ok(tls)) => tls,
                                 Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                             };
-                            let builder = connection_builder();
+                            // Whether this peer proved itself with a client certificate the
+                            // configured CA signed (rustls verified it during the handshake).
+                            let verified = handlers::PeerCertificate(tls.get_ref().1.peer_certificates().is_some());
+                            let app = app.layer(axum::Extension(verified));
+                            let builder = connection_builder(request_timeout);
                             let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
                             if let Err(e) = watcher.watch(conn).await {
                                 tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -236,6 +272,7 @@ impl Server {
             tracing::warn!(grace = ?self.grace, "grace period over: closing remaining connections");
         }
         watcher.abort();
+        policy_watcher.abort();
         let _ = metrics_stop.send(());
         if let Ok(Err(e)) = metrics_server.await {
             tracing::warn!(error = %e, "metrics server ended with an error");
@@ -243,12 +280,14 @@ impl Server {
     }
 }
 
-fn connection_builder() -> auto::Builder<TokioExecutor> {
+/// HTTP/1.1 and HTTP/2 with deliberate limits; request headers must arrive within
+/// `header_timeout` (the request timeout, below the webhook's 5 s `timeoutSeconds`).
+fn connection_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEADER_BYTES.max(8192))
         .writev(false);
     builder
@@ -266,7 +305,24 @@ fn register_readings(
     policies: &Arc<ArcSwap<PolicySet>>,
     journal: &Journal,
     tls: &Arc<tls::TlsStats>,
+    reload: &Arc<reload::ReloadStats>,
 ) {
+    let r = reload.clone();
+    metrics.counter_fn("driftgate_policy_reloads", "Changed policy sets taken into force", move || {
+        r.reloads.load(Ordering::Relaxed) as i64
+    });
+    let r = reload.clone();
+    metrics.counter_fn(
+        "driftgate_policy_reload_errors",
+        "Changed policy sets refused (the previous set stays in force)",
+        move || r.errors.load(Ordering::Relaxed) as i64,
+    );
+    let r = reload.clone();
+    metrics.gauge_fn(
+        "driftgate_policy_files_in_force",
+        "1 while the policy files on disk are the set in force",
+        move || i64::from(r.in_sync.load(Ordering::Relaxed)),
+    );
     let p = policies.clone();
     metrics.gauge_fn("driftgate_policies_loaded", "Policies in force", move || p.load().len() as i64);
     let j = journal.clone();

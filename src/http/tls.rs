@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::server::WebPkiClientVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
 
 use crate::certs::{TLS_CRT, TLS_KEY};
 
@@ -176,10 +177,43 @@ impl ResolvesServerCert for CertResolver {
 
 /// The server configuration: TLS 1.2+, ALPN h2 and http/1.1, certificates from `resolver`.
 pub fn server_config(resolver: Arc<CertResolver>) -> Result<ServerConfig, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    server_config_with(resolver, None)
+}
+
+/// Reads the CA bundle that signs the kube-apiserver's client certificate.
+pub fn load_client_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| TlsError::Pem { path: path.to_owned(), reason: e.to_string() })?;
+        roots.add(cert).map_err(|e| TlsError::Pem { path: path.to_owned(), reason: e.to_string() })?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Pem { path: path.to_owned(), reason: "no CA certificate found".into() });
+    }
+    Ok(roots)
+}
+
+/// As [`server_config`], and with `client_roots`, client certificates signed by them are
+/// verified. A client without one still connects (the kubelet's probes present none); the
+/// webhook endpoints then refuse it, health endpoints do not.
+pub fn server_config_with(
+    resolver: Arc<CertResolver>,
+    client_roots: Option<RootCertStore>,
+) -> Result<ServerConfig, rustls::Error> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_roots {
+        Some(roots) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| rustls::Error::General(format!("failed to build the client verifier: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
