@@ -50,6 +50,9 @@ pub struct Settings {
     pub log_level: String,
     /// Seconds a shutdown waits for requests in flight.
     pub shutdown_grace_seconds: u64,
+    /// Seconds the server stays up, unready, after SIGTERM before it stops accepting (the time
+    /// the endpoint takes to leave the Service).
+    pub shutdown_delay_seconds: u64,
     /// Seconds between checks of `cert_dir` for a rotated certificate.
     pub cert_reload_seconds: u64,
     /// Seconds between checks of `policies` for changed files.
@@ -78,7 +81,8 @@ impl Default for Settings {
             namespace: "driftgate".to_owned(),
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
-            shutdown_grace_seconds: 20,
+            shutdown_grace_seconds: 15,
+            shutdown_delay_seconds: 5,
             cert_reload_seconds: 2,
             policy_reload_seconds: 2,
             request_timeout_seconds: 4,
@@ -114,6 +118,7 @@ impl Settings {
             dev_certs: false,
             journal: dir.join("drift-events.jsonl"),
             shutdown_grace_seconds: 5,
+            shutdown_delay_seconds: 0,
             cert_reload_seconds: 1,
             policy_reload_seconds: 1,
             ..Settings::default()

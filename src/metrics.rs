@@ -186,7 +186,7 @@ impl Metrics {
         }
     }
 
-    /// Exports a counter whose value `read` gives at scrape time (name ends in `_total`).
+    /// Exports a counter whose value `read` gives at scrape time (`_total` is added to `name`).
     pub fn counter_fn(&self, name: &'static str, help: &'static str, read: impl Fn() -> i64 + Send + Sync + 'static) {
         if let Ok(mut r) = self.readings.0.write() {
             r.counters.push((name, help, Box::new(read)));
@@ -253,7 +253,7 @@ mod tests {
         m.request(labels(), Duration::from_micros(120));
         m.request(labels(), Duration::from_micros(80));
         m.gauge_fn("driftgate_policies_loaded", "Policies in force", || 3);
-        m.counter_fn("driftgate_certificate_reloads_total", "Certificates reloaded", || 2);
+        m.counter_fn("driftgate_certificate_reloads", "Certificates reloaded", || 2);
         m.failed();
         let text = m.encode();
         for line in [

@@ -7,6 +7,8 @@
 //! caller and through [`Journal::is_healthy`]; each later batch tries again, so writing resumes
 //! when the fault clears. The journal knows nothing of policies or events: it stores lines.
 
+pub mod read;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH: usize = 1024;
 /// Appends that may wait for the writer before callers wait for room.
 const QUEUE: usize = 8192;
+/// How often a failed journal is probed while no append arrives.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Bytes the probe writes: a few drift events' worth.
+const PROBE_BYTES: usize = 8192;
 
 /// Where and how the journal is kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,7 +147,27 @@ impl Writer {
     fn run(&mut self, mut rx: mpsc::Receiver<Job>, stats: &JournalStats, observer: Option<&dyn JournalObserver>) {
         let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
         let mut buf: Vec<u8> = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
+        // A small clock of its own, to wake up and probe a failed journal when no append comes:
+        // an unready server gets no traffic, so it must find out by itself that writing works again.
+        let clock = tokio::runtime::Builder::new_current_thread().enable_time().build().ok();
+        loop {
+            let healthy = stats.healthy.load(Ordering::Acquire);
+            let next = match (&clock, healthy) {
+                (Some(clock), false) => {
+                    match clock.block_on(async { tokio::time::timeout(PROBE_INTERVAL, rx.recv()).await }) {
+                        Ok(next) => next,
+                        Err(_) => {
+                            if self.probe().is_ok() {
+                                stats.healthy.store(true, Ordering::Release);
+                                tracing::info!(path = %self.config.path.display(), "journal writable again");
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => rx.blocking_recv(),
+            };
+            let Some(first) = next else { break };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -178,6 +204,20 @@ impl Writer {
                 let _ = job.done.send(result.clone());
             }
         }
+    }
+
+    /// Checks that the journal can be written again: reopens it and writes, syncs and removes a
+    /// scratch file the size of a few events beside it (enough to tell a full disk).
+    fn probe(&mut self) -> Result<(), JournalError> {
+        self.ensure_open()?;
+        let scratch = rotated(&self.config.path, 0).with_extension("probe");
+        let written = File::create(&scratch)
+            .and_then(|mut f| f.write_all(&[b' '; PROBE_BYTES]).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::remove_file(&scratch));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&scratch);
+        }
+        written.map_err(|e| self.io_err(e))
     }
 
     fn io_err(&self, e: io::Error) -> JournalError {
@@ -336,5 +376,21 @@ mod tests {
         std::fs::create_dir(&missing).unwrap();
         j.append(b"{}\n".to_vec()).await.unwrap();
         assert!(j.is_healthy());
+    }
+
+    #[tokio::test]
+    async fn finds_out_by_itself_that_writing_works_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("not-yet");
+        let (j, started) = Journal::open(JournalConfig { path: missing.join("j.jsonl"), max_bytes: 1 << 30, keep: 1 });
+        assert!(started.is_err());
+        std::fs::create_dir(&missing).unwrap();
+        // No append: the writer's own probe notices.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !j.is_healthy() && std::time::Instant::now() < end {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(j.is_healthy());
+        assert_eq!(std::fs::read_dir(&missing).unwrap().count(), 1, "the probe leaves only the journal");
     }
 }
