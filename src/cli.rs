@@ -31,6 +31,16 @@ enum Command {
     },
     /// Make a CA and an ECDSA P-256 serving certificate (ca.crt, tls.crt, tls.key).
     Certs(CertsArgs),
+    /// Print the whole install as YAML, with webhook configurations derived from the policies.
+    Manifests(commands::manifests::ManifestsArgs),
+    /// Server-side apply the webhook configurations to the cluster of the current kubeconfig.
+    Register(commands::register::RegisterArgs),
+    /// Delete the webhook configurations from the cluster (absent is fine).
+    Unregister,
+    /// Read drift events from the journal: filter them, print a table, JSON, a summary or PolicyReports.
+    Review(commands::review::ReviewArgs),
+    /// Replay AdmissionReview files offline against the policies; check test files' expectations.
+    Test(commands::test::TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +127,11 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Check { dir } => return commands::check::run(&dir),
         Command::Certs(args) => commands::certs::run(&args.out, args.dns, args.ip, args.days, args.force),
+        Command::Manifests(args) => commands::manifests::run(&args).map_err(Into::into),
+        Command::Register(args) => commands::register::run(&args).map_err(Into::into),
+        Command::Unregister => commands::register::run_unregister().map_err(Into::into),
+        Command::Review(args) => return commands::review::run(&args),
+        Command::Test(args) => return commands::test::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,10 +13,12 @@ pub mod config;
 pub mod decide;
 pub mod event;
 pub mod http;
+pub mod install;
 pub mod journal;
 pub mod metrics;
 pub mod policy;
 pub mod review;
+pub mod sinks;
 pub mod telemetry;
 
 pub use config::Settings;

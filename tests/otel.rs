@@ -26,10 +26,13 @@ async fn exports_one_span_per_admission_request_with_its_attributes() {
 
     let spans = exporter.get_finished_spans().unwrap();
     let admission: Vec<_> = spans.iter().filter(|s| s.name == "admission").collect();
-    assert_eq!(admission.len(), 1, "health probes make no spans: {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
-    let attr = |key: &str| {
-        admission[0].attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.clone())
-    };
+    assert_eq!(
+        admission.len(),
+        1,
+        "health probes make no spans: {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let attr = |key: &str| admission[0].attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.clone());
     for (key, want) in [
         ("operation", "UPDATE"),
         ("kind", "VirtualService"),

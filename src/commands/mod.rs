@@ -2,3 +2,7 @@
 
 pub mod certs;
 pub mod check;
+pub mod manifests;
+pub mod register;
+pub mod review;
+pub mod test;

@@ -22,6 +22,7 @@ use crate::decide::{self, Decision, Endpoint};
 use crate::event::DriftEvent;
 use crate::metrics::{DriftLabels, RequestLabels};
 use crate::review::{self, AdmissionResponse};
+use crate::sinks::events::object_uid;
 
 /// The audit annotation that carries the drift event id (the kube-apiserver prefixes it with
 /// the webhook's name).
@@ -195,6 +196,10 @@ async fn answer(
             },
             appending.elapsed(),
         );
+        if let Some(sink) = &state.events {
+            // Never waits: a full queue drops (and counts) the Event; the journal has it all.
+            sink.submit_regarding(&event, object_uid(req.old_object.or(req.object)).as_deref());
+        }
         match journaled {
             Ok(()) => tracing::info!(event = %id, rule = %verdict.rule, dry_run = req.dry_run, "drift"),
             // The answer stands: enforce still denies, warn/audit still allow. /readyz reports it.

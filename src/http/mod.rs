@@ -30,6 +30,7 @@ use crate::config::Settings;
 use crate::journal::{Journal, JournalConfig, JournalObserver};
 use crate::metrics::Metrics;
 use crate::policy::{self, LoadError, PolicySet};
+use crate::sinks::events::{EventSink, EventSinkConfig};
 
 /// A TLS handshake must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,6 +85,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Whether the webhook endpoints require a client certificate (`client_ca` is set).
     pub require_client_cert: bool,
+    /// Kubernetes Events for drift, when running in a cluster.
+    pub events: Option<Arc<EventSink>>,
 }
 
 /// A bound, configured server; [`Server::run`] serves until shutdown.
@@ -95,6 +98,7 @@ pub struct Server {
     state: Arc<AppState>,
     resolver: Arc<tls::CertResolver>,
     grace: Duration,
+    shutdown_delay: Duration,
     cert_dir: std::path::PathBuf,
     cert_reload: Duration,
     policy_dir: std::path::PathBuf,
@@ -147,6 +151,17 @@ impl Server {
         let policies = Arc::new(ArcSwap::from_pointee(policies));
         let reload_stats = Arc::new(reload::ReloadStats::default());
         register_readings(&metrics, &policies, &journal, &tls_stats, &reload_stats);
+        let events = match EventSink::in_cluster(EventSinkConfig::default()) {
+            Ok(sink) => sink.map(Arc::new),
+            Err(e) => {
+                // Events are a convenience; the journal has every drift event.
+                tracing::error!(error = %e, "Kubernetes Events are off");
+                None
+            }
+        };
+        if let Some(sink) = &events {
+            register_event_readings(&metrics, sink);
+        }
         let state = Arc::new(AppState {
             policies,
             journal,
@@ -157,6 +172,7 @@ impl Server {
             reload: reload_stats,
             request_timeout: Duration::from_secs(settings.request_timeout_seconds),
             require_client_cert: settings.client_ca.is_some(),
+            events,
         });
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -172,6 +188,7 @@ impl Server {
             state,
             resolver,
             grace: Duration::from_secs(settings.shutdown_grace_seconds),
+            shutdown_delay: Duration::from_secs(settings.shutdown_delay_seconds),
             cert_dir: settings.cert_dir.clone(),
             cert_reload: Duration::from_secs(settings.cert_reload_seconds),
             policy_dir: settings.policies.clone(),
@@ -201,8 +218,8 @@ impl Server {
         self.resolver.clone()
     }
 
-    /// Serves until `shutdown` completes, then turns unready, stops accepting, and waits up to
-    /// the grace period for requests in flight.
+    /// Serves until `shutdown` completes; then turns unready, keeps serving for the shutdown
+    /// delay, stops accepting, and waits up to the grace period for requests in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let watcher = tokio::spawn(tls::watch(
             self.cert_dir.clone(),
@@ -230,42 +247,22 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        if let Err(e) = stream.set_nodelay(true) {
-                            tracing::debug!(error = %e, %peer, "failed to set TCP_NODELAY");
-                        }
-                        let acceptor = self.acceptor.clone();
-                        let app = self.app.clone();
-                        let watcher = graceful.watcher();
-                        let request_timeout = self.state.request_timeout;
-                        tokio::spawn(async move {
-                            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => tls,
-                                Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                            };
-                            // Whether this peer proved itself with a client certificate the
-                            // configured CA signed (rustls verified it during the handshake).
-                            let verified = handlers::PeerCertificate(tls.get_ref().1.peer_certificates().is_some());
-                            let app = app.layer(axum::Extension(verified));
-                            let builder = connection_builder(request_timeout);
-                            let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(error = %e, %peer, "connection ended with an error");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        // Out of file descriptors, say: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                accepted = self.listener.accept() => serve_connection(&self.acceptor, &self.app, self.state.request_timeout, accepted, &graceful).await,
                 () = &mut shutdown => break,
             }
         }
+        // Unready first, and keep serving while the endpoint is taken out of the Service (the
+        // kube-apiserver may still send requests until then); only then stop accepting.
         self.state.shutting_down.store(true, Ordering::Release);
+        tracing::info!(delay = ?self.shutdown_delay, "shutting down: unready, still serving during the delay");
+        let delay = tokio::time::sleep(self.shutdown_delay);
+        tokio::pin!(delay);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => serve_connection(&self.acceptor, &self.app, self.state.request_timeout, accepted, &graceful).await,
+                () = &mut delay => break,
+            }
+        }
         drop(self.listener);
         tracing::info!(connections = graceful.count(), "shutting down: finishing requests in flight");
         if tokio::time::timeout(self.grace, graceful.shutdown()).await.is_err() {
@@ -278,6 +275,47 @@ impl Server {
             tracing::warn!(error = %e, "metrics server ended with an error");
         }
     }
+}
+
+/// Serves one accepted connection on a task of its own (TLS handshake, then HTTP).
+async fn serve_connection(
+    acceptor: &TlsAcceptor,
+    app: &Router,
+    request_timeout: Duration,
+    accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
+    graceful: &GracefulShutdown,
+) {
+    let (stream, peer) = match accepted {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            // Out of file descriptors, say: back off instead of spinning.
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, %peer, "failed to set TCP_NODELAY");
+    }
+    let acceptor = acceptor.clone();
+    let app = app.clone();
+    let watcher = graceful.watcher();
+    tokio::spawn(async move {
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+        };
+        // Whether this peer proved itself with a client certificate the configured CA
+        // signed (rustls verified it during the handshake).
+        let verified = handlers::PeerCertificate(tls.get_ref().1.peer_certificates().is_some());
+        let app = app.layer(axum::Extension(verified));
+        let builder = connection_builder(request_timeout);
+        let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
+        if let Err(e) = watcher.watch(conn).await {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        }
+    });
 }
 
 /// HTTP/1.1 and HTTP/2 with deliberate limits; request headers must arrive within
@@ -349,6 +387,25 @@ fn register_readings(
         "Rotated certificates refused (the previous one kept)",
         move || t.reload_errors.load(Ordering::Relaxed) as i64,
     );
+}
+
+/// Exports the Kubernetes Events queue: depth, and what was dropped, published or failed.
+fn register_event_readings(metrics: &Metrics, sink: &Arc<EventSink>) {
+    let s = sink.clone();
+    metrics.gauge_fn("driftgate_events_queue_depth", "Drift events waiting to become Kubernetes Events", move || {
+        s.depth() as i64
+    });
+    let s = sink.clone();
+    metrics.counter_fn("driftgate_events_dropped", "Kubernetes Events dropped because the queue was full", move || {
+        s.dropped() as i64
+    });
+    let s = sink.clone();
+    metrics
+        .counter_fn("driftgate_events_published", "Kubernetes Events created or updated", move || s.published() as i64);
+    let s = sink.clone();
+    metrics.counter_fn("driftgate_events_failed", "Kubernetes Events the API refused or did not answer", move || {
+        s.failed() as i64
+    });
 }
 
 /// The routes of the metrics port (plain HTTP).

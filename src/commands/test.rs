@@ -1,0 +1,470 @@
+//! `driftgate test`: replays AdmissionReview files offline through the decision core the server
+//! uses, and checks them against the expectations of test files (like `kyverno test`).
+//!
+//! Owns the test-file format. The decision is [`crate::decide::decide`] itself, over a
+//! [`PolicySet`] built as the server builds it ([`crate::http::load_policies`]); this module
+//! only reads files and prints. Nothing is journaled and nothing is sent anywhere.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::decide::{self, DecideError, Verdict};
+use crate::policy::{self, LoadError, PolicySet};
+use crate::review::{self, ReviewError};
+
+/// How many characters of a message a line shows.
+const MESSAGE_HEAD: usize = 110;
+
+const AFTER_HELP: &str = "\
+A FILE ending in .json is an AdmissionReview: its decision, policy, rule and the start of its
+message are printed. Any other FILE (.yaml, .yml) is a test file:
+
+  policies: ../policies        # optional, relative to the test file [default: --policies]
+  namespace: driftgate         # optional, driftgate's own namespace [default: --namespace]
+  cases:
+    - review: fixtures/virtualservice-update-kubectl-edit-human.validating.json
+      decision: denied         # allowed | denied | warned | audited | repaired | break-glass
+      policy: mesh-gitops      # optional
+      rule: protected          # optional
+      name: alice's edit       # optional, shown in the report
+
+Paths in a test file are relative to the test file. Each case prints \"ok\" or \"FAIL\" with the
+expected and the actual values. Exit status: 0 when every case passed and every file could be
+read, 1 otherwise.";
+
+/// `driftgate test`: which policies, and which files.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct TestArgs {
+    /// Policy folder for AdmissionReview files, and for test files that name none
+    #[arg(long, value_name = "DIR", default_value = "policies")]
+    pub policies: PathBuf,
+    /// driftgate's own namespace, never protected
+    #[arg(long, value_name = "NS", default_value = "driftgate")]
+    pub namespace: String,
+    /// AdmissionReview files (.json) to replay, test files (.yaml, .yml) to check
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Why a file could not be tested.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TestError {
+    /// A file could not be read.
+    #[error("failed to read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// A test file is not valid.
+    #[error("failed to parse test file {path}: {reason}")]
+    TestFile {
+        /// The test file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        reason: String,
+    },
+    /// An AdmissionReview file is not one.
+    #[error("failed to parse {path}: {reason}")]
+    Review {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The request's objects could not be read.
+    #[error("failed to decide {path}: {reason}")]
+    Decide {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The policy folder could not be loaded (each problem with file, line and reason).
+    #[error("{0}")]
+    Policies(#[from] LoadError),
+}
+
+/// A test file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    /// The policy folder, relative to the test file.
+    #[serde(default)]
+    pub policies: Option<PathBuf>,
+    /// driftgate's own namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The cases.
+    pub cases: Vec<Case>,
+}
+
+/// One expectation: an AdmissionReview and what it must get.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// A name to show.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The AdmissionReview file, relative to the test file.
+    pub review: PathBuf,
+    /// The expected decision.
+    pub decision: Expected,
+    /// The expected deciding policy.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// The expected rule.
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+/// An expected decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expected {
+    /// Not drift.
+    Allowed,
+    /// Refused.
+    Denied,
+    /// Allowed with a warning.
+    Warned,
+    /// Allowed silently, recorded.
+    Audited,
+    /// Allowed with a restoring patch.
+    Repaired,
+    /// Let through by break-glass.
+    BreakGlass,
+}
+
+impl Expected {
+    /// The decision's name, as in drift events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expected::Allowed => "allowed",
+            Expected::Denied => "denied",
+            Expected::Warned => "warned",
+            Expected::Audited => "audited",
+            Expected::Repaired => "repaired",
+            Expected::BreakGlass => "break-glass",
+        }
+    }
+}
+
+impl fmt::Display for Expected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses a test file's text (`path` names it in errors).
+pub fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, TestError> {
+    serde_yaml_ng::from_str(text).map_err(|e| TestError::TestFile { path: path.to_owned(), reason: e.to_string() })
+}
+
+/// How a verdict differs from a case's expectations; empty when it meets them.
+pub fn mismatches(case: &Case, verdict: &Verdict) -> Vec<String> {
+    let mut out = Vec::new();
+    let got = verdict.decision.as_str();
+    if case.decision.as_str() != got {
+        out.push(format!("expected decision {}, got {got}", case.decision));
+    }
+    let policy = verdict.policy.as_deref().unwrap_or("(none)");
+    if let Some(want) = &case.policy
+        && want != policy
+    {
+        out.push(format!("expected policy {want}, got {policy}"));
+    }
+    if let Some(want) = &case.rule
+        && *want != verdict.rule
+    {
+        out.push(format!("expected rule {want}, got {}", verdict.rule));
+    }
+    out
+}
+
+/// What a case expects: `denied`, `denied (policy p, rule r)`.
+pub fn expected(case: &Case) -> String {
+    let mut parts = Vec::new();
+    if let Some(policy) = &case.policy {
+        parts.push(format!("policy {policy}"));
+    }
+    if let Some(rule) = &case.rule {
+        parts.push(format!("rule {rule}"));
+    }
+    if parts.is_empty() { case.decision.to_string() } else { format!("{} ({})", case.decision, parts.join(", ")) }
+}
+
+/// The verdict for one AdmissionReview file, as the server's `/validate` would decide it.
+pub fn replay(set: &PolicySet, path: &Path) -> Result<(Verdict, String), TestError> {
+    let body = std::fs::read(path).map_err(|e| TestError::Read { path: path.to_owned(), reason: e.to_string() })?;
+    let parsed = review::parse(&body)
+        .map_err(|e: ReviewError| TestError::Review { path: path.to_owned(), reason: e.to_string() })?;
+    let verdict = decide::decide(set, &parsed.request)
+        .map_err(|e: DecideError| TestError::Decide { path: path.to_owned(), reason: e.to_string() })?;
+    let message = if verdict.decision.is_drift() {
+        head(verdict.message(&parsed.request.user_info, "(none: offline)").trim_start_matches("driftgate: "))
+    } else {
+        String::new()
+    };
+    Ok((verdict, message))
+}
+
+/// The first [`MESSAGE_HEAD`] characters of a message.
+fn head(message: &str) -> String {
+    match message.char_indices().nth(MESSAGE_HEAD) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_owned(),
+    }
+}
+
+/// Policy sets by folder and namespace, each loaded once.
+#[derive(Default)]
+struct Policies {
+    sets: HashMap<(PathBuf, String), Result<PolicySet, TestError>>,
+}
+
+impl Policies {
+    fn get(&mut self, dir: &Path, namespace: &str) -> Result<&PolicySet, TestError> {
+        let key = (dir.to_owned(), namespace.to_owned());
+        let loaded = self.sets.entry(key).or_insert_with(|| {
+            let loaded = policy::load_dir(dir)?;
+            Ok(PolicySet::new(loaded, &[namespace.to_owned()]))
+        });
+        loaded.as_ref().map_err(Clone::clone)
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    errors: usize,
+}
+
+/// Runs `driftgate test`: exit code 0 when every case passed and every file could be read.
+pub fn run(args: &TestArgs) -> ExitCode {
+    let mut policies = Policies::default();
+    let mut tally = Tally::default();
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut out = io::stdout().lock();
+    for file in &args.files {
+        if file.extension().is_some_and(|e| e == "json") {
+            let row = policies.get(&args.policies, &args.namespace).and_then(|set| replay(set, file));
+            match row {
+                Ok((v, message)) => rows.push([
+                    file.display().to_string(),
+                    v.decision.as_str().to_owned(),
+                    v.policy.unwrap_or_else(|| "-".to_owned()),
+                    v.rule,
+                    message,
+                ]),
+                Err(e) => error(&mut tally, &e),
+            }
+        } else {
+            run_test_file(file, args, &mut policies, &mut tally, &mut out);
+        }
+    }
+    print_rows(&mut out, &rows);
+    if tally.passed + tally.failed > 0 {
+        let _ = writeln!(out, "{} passed, {} failed", tally.passed, tally.failed);
+    }
+    if tally.failed > 0 || tally.errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn error(tally: &mut Tally, e: &TestError) {
+    tally.errors += 1;
+    eprintln!("driftgate: {}", e.to_string().trim_end());
+}
+
+fn run_test_file(file: &Path, args: &TestArgs, policies: &mut Policies, tally: &mut Tally, out: &mut impl io::Write) {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => return error(tally, &TestError::Read { path: file.to_owned(), reason: e.to_string() }),
+    };
+    let test = match parse_test_file(file, &text) {
+        Ok(test) => test,
+        Err(e) => return error(tally, &e),
+    };
+    let base = file.parent().unwrap_or(Path::new(""));
+    let dir = test.policies.as_ref().map_or_else(|| args.policies.clone(), |p| base.join(p));
+    let namespace = test.namespace.as_deref().unwrap_or(&args.namespace);
+    let set = match policies.get(&dir, namespace) {
+        Ok(set) => set,
+        Err(e) => return error(tally, &e),
+    };
+    for (i, case) in test.cases.iter().enumerate() {
+        let label = format!(
+            "{}: case {} ({})",
+            file.display(),
+            i + 1,
+            case.name.clone().unwrap_or_else(|| case.review.display().to_string())
+        );
+        let (line, ok) = match replay(set, &base.join(&case.review)) {
+            Ok((verdict, message)) => {
+                let got = format!(
+                    "{} (policy {}, rule {})",
+                    verdict.decision.as_str(),
+                    verdict.policy.as_deref().unwrap_or("(none)"),
+                    verdict.rule
+                );
+                if mismatches(case, &verdict).is_empty() {
+                    (format!("ok    {label}: {got}"), true)
+                } else {
+                    let said = if message.is_empty() { String::new() } else { format!(" — {message}") };
+                    (format!("FAIL  {label}: expected {}, got {got}{said}", expected(case)), false)
+                }
+            }
+            Err(e) => (format!("FAIL  {label}: {}", e.to_string().trim_end()), false),
+        };
+        if ok {
+            tally.passed += 1;
+        } else {
+            tally.failed += 1;
+        }
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+fn print_rows(out: &mut impl io::Write, rows: &[[String; 5]]) {
+    if rows.is_empty() {
+        return;
+    }
+    let headers = ["FILE", "DECISION", "POLICY", "RULE", "MESSAGE"].map(str::to_owned);
+    let mut widths = [0usize; 4];
+    for row in std::iter::once(&headers).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&headers).chain(rows) {
+        let mut line = String::new();
+        for (w, cell) in widths.iter().zip(row) {
+            line.push_str(&format!("{cell:<w$}  "));
+        }
+        line.push_str(&row[4]);
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+    }
+
+    fn mk_set() -> PolicySet {
+        PolicySet::new(policy::load_dir(&repo("policies")).unwrap(), &["driftgate".to_owned()])
+    }
+
+    fn mk_case(decision: Expected, policy: Option<&str>, rule: Option<&str>) -> Case {
+        Case {
+            name: None,
+            review: PathBuf::from("r.json"),
+            decision,
+            policy: policy.map(str::to_owned),
+            rule: rule.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn parses_a_test_file() {
+        let text = "policies: ../policies\ncases:\n  - review: a.json\n    decision: break-glass\n    rule: r\n";
+        let test = parse_test_file(Path::new("t.yaml"), text).unwrap();
+        assert_eq!(test.policies, Some(PathBuf::from("../policies")));
+        assert_eq!(
+            test.cases,
+            [Case { rule: Some("r".into()), review: "a.json".into(), ..mk_case(Expected::BreakGlass, None, None) }]
+        );
+    }
+
+    #[test]
+    fn refuses_a_bad_test_file_naming_the_line() {
+        let cases = [
+            ("cases:\n  - review: a.json\n    decision: deny\n", "unknown variant `deny`", Some("line 3")),
+            ("cases:\n  - review: a.json\n    decison: denied\n", "unknown field `decison`", Some("line 3")),
+            ("cases:\n  - decision: denied\n", "missing field `review`", Some("line 2")),
+            ("policies: p\n", "missing field `cases`", None),
+        ];
+        for (text, want, line) in cases {
+            let e = parse_test_file(Path::new("t.yaml"), text).unwrap_err().to_string();
+            assert!(e.starts_with("failed to parse test file t.yaml: ") && e.contains(want), "{text:?}: {e}");
+            assert!(line.is_none_or(|l| e.contains(l)), "{e}");
+        }
+    }
+
+    #[test]
+    fn replays_a_captured_edit_as_the_server_decides_it() {
+        let set = mk_set();
+        let (v, message) =
+            replay(&set, &repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json")).unwrap();
+        assert_eq!(
+            (v.decision.as_str(), v.policy.as_deref(), v.rule.as_str()),
+            ("denied", Some("mesh-gitops"), "protected")
+        );
+        assert!(message.starts_with("VirtualService shop/reviews is managed by GitOps"), "{message}");
+        assert!(message.chars().count() <= MESSAGE_HEAD + 1);
+        let (v, message) =
+            replay(&set, &repo("tests/fixtures/virtualservice-create-argocd-kubectl-apply.validating.json")).unwrap();
+        assert_eq!(v.decision.as_str(), "allowed");
+        assert!(message.is_empty());
+    }
+
+    #[test]
+    fn names_every_difference_from_the_expectation() {
+        let set = mk_set();
+        let (v, _) =
+            replay(&set, &repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json")).unwrap();
+        let cases: &[(Case, &[&str])] = &[
+            (mk_case(Expected::Denied, None, None), &[]),
+            (mk_case(Expected::Denied, Some("mesh-gitops"), Some("protected")), &[]),
+            (mk_case(Expected::Allowed, None, None), &["expected decision allowed, got denied"]),
+            (mk_case(Expected::Denied, Some("other"), None), &["expected policy other, got mesh-gitops"]),
+            (
+                mk_case(Expected::Warned, None, Some("gitops")),
+                &["expected decision warned, got denied", "expected rule gitops, got protected"],
+            ),
+        ];
+        for (case, want) in cases {
+            assert_eq!(mismatches(case, &v), *want, "{case:?}");
+        }
+        let shown = [
+            (mk_case(Expected::Denied, None, None), "denied"),
+            (mk_case(Expected::Allowed, None, Some("gitops")), "allowed (rule gitops)"),
+            (mk_case(Expected::BreakGlass, Some("p"), Some("r")), "break-glass (policy p, rule r)"),
+        ];
+        for (case, want) in shown {
+            assert_eq!(expected(&case), want);
+        }
+    }
+
+    #[test]
+    fn reports_files_that_are_not_reviews() {
+        let set = mk_set();
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "{\"kind\":\"Pod\"}").unwrap();
+        let cases = [(bad, "failed to parse"), (dir.path().join("missing.json"), "failed to read")];
+        for (path, want) in cases {
+            let e = replay(&set, &path).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn cuts_long_messages() {
+        assert_eq!(head("short"), "short");
+        let long = "é".repeat(MESSAGE_HEAD + 5);
+        assert_eq!(head(&long), format!("{}…", "é".repeat(MESSAGE_HEAD)));
+    }
+}

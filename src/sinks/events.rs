@@ -1,0 +1,486 @@
+//! Kubernetes Events for drift: each non-dry-run drift event becomes a Warning Event
+//! (events.k8s.io/v1) on the object involved, so `kubectl describe` shows the attempt.
+//!
+//! Owns a bounded queue and the one task that drains it. [`EventSink::submit`] is a plain,
+//! non-async call that never waits: when the queue is full the event is dropped and counted
+//! (the journal has it anyway). Repeated attempts on one object with one reason within
+//! [`EventSinkConfig::window`] update the first Event's `series` (count and last time) instead
+//! of creating one Event each; a burst that arrives together costs one API call. It must not
+//! sit on the answer path: no admission answer ever waits for, or fails because of, the API.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::event::DriftEvent;
+
+/// `reportingController` of every Event driftgate writes.
+pub const REPORTING_CONTROLLER: &str = "driftgate.dev/driftgate";
+/// The API's limit on an Event's `note`, in bytes.
+pub const NOTE_LIMIT: usize = 1024;
+/// The API's limit on `action`, `reason` and `reportingInstance`, in bytes.
+const SHORT_LIMIT: usize = 128;
+/// Longest Event name the API accepts (a DNS subdomain).
+const NAME_LIMIT: usize = 253;
+/// Reports the task takes off the queue at once (and folds together by object and reason).
+const BATCH: usize = 64;
+/// Objects whose last Event is remembered for aggregation; the oldest are forgotten first.
+const MAX_TRACKED: usize = 4096;
+/// One API call may take this long before it is given up (the client has no read timeout).
+const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reason of the Event for a denied change.
+pub const REASON_BLOCKED: &str = "DriftBlocked";
+/// Reason of the Event for a warned or audited change.
+pub const REASON_WARNED: &str = "DriftWarned";
+/// Reason of the Event for a repaired change.
+pub const REASON_REPAIRED: &str = "DriftRepaired";
+/// Reason of the Event for a break-glass change.
+pub const REASON_BREAK_GLASS: &str = "BreakGlass";
+
+/// Why the sink could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Running in a pod, but the service-account token or CA could not be read.
+    #[error("failed to load the in-cluster configuration for Kubernetes Events: {}", chain(.0))]
+    InCluster(kube::config::InClusterError),
+    /// The client could not be built from the configuration.
+    #[error("failed to make a Kubernetes client for Events: {}", chain(.0))]
+    Client(kube::Error),
+}
+
+/// How the sink queues and aggregates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSinkConfig {
+    /// Reports the queue holds; beyond this they are dropped and counted.
+    pub capacity: usize,
+    /// Attempts on one object with one reason within this time of the last one are counted on
+    /// the same Event.
+    pub window: Duration,
+    /// `reportingInstance` of the Events: the pod's name.
+    pub reporting_instance: String,
+}
+
+impl Default for EventSinkConfig {
+    fn default() -> Self {
+        EventSinkConfig {
+            capacity: 1024,
+            window: Duration::from_secs(10 * 60),
+            // Kubernetes sets HOSTNAME to the pod's name.
+            reporting_instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "driftgate".to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    dropped: AtomicU64,
+    published: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// The handle the server keeps: submit drift events, read the counters.
+#[derive(Debug)]
+pub struct EventSink {
+    tx: mpsc::Sender<Report>,
+    counters: Arc<Counters>,
+    worker: Option<JoinHandle<()>>,
+}
+
+/// What identifies a series: the object and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    namespace: String,
+    api_version: String,
+    kind: String,
+    name: String,
+    reason: &'static str,
+}
+
+/// One drift event, reduced to what its Kubernetes Event needs.
+#[derive(Debug, Clone)]
+struct Report {
+    key: Key,
+    uid: Option<String>,
+    action: String,
+    note: String,
+    /// RFC 3339 with microseconds.
+    time: String,
+}
+
+/// The Event reason for a drift decision; `None` for decisions that are not drift.
+pub fn reason_for(decision: &str) -> Option<&'static str> {
+    match decision {
+        "denied" => Some(REASON_BLOCKED),
+        "warned" | "audited" => Some(REASON_WARNED),
+        "repaired" => Some(REASON_REPAIRED),
+        "break-glass" => Some(REASON_BREAK_GLASS),
+        _ => None,
+    }
+}
+
+/// `s` cut to at most `limit` bytes on a character boundary, with `…` where it was cut.
+pub fn truncate(s: &str, limit: usize) -> String {
+    if s.len() <= limit {
+        return s.to_owned();
+    }
+    const ELLIPSIS: &str = "…";
+    let mut end = limit.saturating_sub(ELLIPSIS.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &s[..end])
+}
+
+/// The `metadata.uid` of a raw object (the request's `oldObject`, or `object`), so the Event
+/// shows in `kubectl describe`, which looks Events up by the object's uid.
+pub fn object_uid(raw: Option<&serde_json::value::RawValue>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Object {
+        metadata: Option<Metadata>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        uid: Option<String>,
+    }
+    let object: Object = serde_json::from_str(raw?.get()).ok()?;
+    object.metadata?.uid.filter(|u| !u.is_empty())
+}
+
+fn micro_time(rfc3339: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let parsed = time::OffsetDateTime::parse(rfc3339, &Rfc3339).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    let utc = parsed.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second(),
+        utc.microsecond()
+    )
+}
+
+impl Report {
+    fn from_event(event: &DriftEvent, uid: Option<&str>) -> Option<Report> {
+        if event.dry_run {
+            return None;
+        }
+        let reason = reason_for(&event.decision)?;
+        let r = &event.resource;
+        let api_version = if r.group.is_empty() { r.version.clone() } else { format!("{}/{}", r.group, r.version) };
+        Some(Report {
+            key: Key {
+                namespace: r.namespace.clone(),
+                api_version,
+                kind: r.kind.clone(),
+                name: r.name.clone(),
+                reason,
+            },
+            uid: uid.map(str::to_owned),
+            action: truncate(&event.operation, SHORT_LIMIT),
+            note: truncate(&event.message, NOTE_LIMIT),
+            time: micro_time(&event.time),
+        })
+    }
+}
+
+impl EventSink {
+    /// Starts the sink's task on the current Tokio runtime, posting Events through `client`.
+    /// Outside a runtime nothing can be posted: the sink then drops (and counts) everything.
+    pub fn start(client: Client, config: EventSinkConfig) -> EventSink {
+        let (tx, rx) = mpsc::channel(config.capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let worker = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let publisher = Publisher::new(client, config, counters.clone());
+                Some(handle.spawn(publisher.run(rx)))
+            }
+            Err(_) => {
+                tracing::error!("Kubernetes Events are off: the sink was started outside a Tokio runtime");
+                None
+            }
+        };
+        EventSink { tx, counters, worker }
+    }
+
+    /// A sink for the cluster driftgate runs in, or `None` outside one (no
+    /// `KUBERNETES_SERVICE_HOST`): Events are off when no cluster is configured. A developer's
+    /// kubeconfig is deliberately not used. Call it within a Tokio runtime.
+    pub fn in_cluster(config: EventSinkConfig) -> Result<Option<EventSink>, SinkError> {
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+            return Ok(None);
+        }
+        let kube_config = kube::Config::incluster().map_err(SinkError::InCluster)?;
+        let client = Client::try_from(kube_config).map_err(SinkError::Client)?;
+        Ok(Some(EventSink::start(client, config)))
+    }
+
+    /// Queues a drift event for its Kubernetes Event. Never waits: dry runs and decisions that
+    /// are not drift are skipped, and when the queue is full the event is dropped and counted.
+    pub fn submit(&self, event: &DriftEvent) {
+        self.submit_regarding(event, None);
+    }
+
+    /// As [`EventSink::submit`], naming the object's uid (see [`object_uid`]) so that
+    /// `kubectl describe` lists the Event; without it the Event is still listed by
+    /// `kubectl get events`.
+    pub fn submit_regarding(&self, event: &DriftEvent, uid: Option<&str>) {
+        let Some(report) = Report::from_event(event, uid) else { return };
+        if self.tx.try_send(report).is_err() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drift events dropped because the queue was full (or the sink had stopped).
+    pub fn dropped(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Drift events waiting in the queue.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Events created or updated in the API.
+    pub fn published(&self) -> u64 {
+        self.counters.published.load(Ordering::Relaxed)
+    }
+
+    /// API calls that failed (logged; the drift event is in the journal regardless).
+    pub fn failed(&self) -> u64 {
+        self.counters.failed.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking events and waits until the queued ones are posted.
+    pub async fn close(self) {
+        let EventSink { tx, worker, .. } = self;
+        drop(tx);
+        if let Some(worker) = worker
+            && let Err(e) = worker.await
+        {
+            tracing::warn!(error = %e, "Kubernetes Events task ended abnormally");
+        }
+    }
+}
+
+/// The Event last written for a key.
+#[derive(Debug)]
+struct Tracked {
+    namespace: String,
+    name: String,
+    count: i32,
+    last: Instant,
+}
+
+/// The task's side: posts and patches Events.
+struct Publisher {
+    client: Client,
+    config: EventSinkConfig,
+    counters: Arc<Counters>,
+    tracked: HashMap<Key, Tracked>,
+    seq: u64,
+}
+
+impl Publisher {
+    fn new(client: Client, config: EventSinkConfig, counters: Arc<Counters>) -> Self {
+        Publisher { client, config, counters, tracked: HashMap::new(), seq: 0 }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Report>) {
+        let mut buf = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut buf, BATCH).await > 0 {
+            // Fold the batch by key, in arrival order: one API call per object and reason.
+            let mut folded: Vec<(Report, i32)> = Vec::new();
+            for report in buf.drain(..) {
+                match folded.iter_mut().find(|(r, _)| r.key == report.key) {
+                    Some((first, n)) => {
+                        *n += 1;
+                        first.time = report.time;
+                        if first.uid.is_none() {
+                            first.uid = report.uid;
+                        }
+                    }
+                    None => folded.push((report, 1)),
+                }
+            }
+            for (report, n) in folded {
+                match tokio::time::timeout(API_TIMEOUT, self.publish(report, n)).await {
+                    Ok(Ok(())) => {
+                        self.counters.published.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(e)) => {
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %chain(&e), "failed to write a Kubernetes Event for a drift event");
+                    }
+                    Err(_) => {
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(timeout = ?API_TIMEOUT, "failed to write a Kubernetes Event in time");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts `n` more attempts on the report's Event, or creates it.
+    async fn publish(&mut self, report: Report, n: i32) -> Result<(), kube::Error> {
+        let now = Instant::now();
+        let window = self.config.window;
+        self.tracked.retain(|_, t| now.duration_since(t.last) < window);
+        if let Some(t) = self.tracked.get(&report.key) {
+            let count = t.count + n;
+            let api: Api<Event> = Api::namespaced(self.client.clone(), &t.namespace);
+            let patch = json!({ "series": { "count": count, "lastObservedTime": report.time } });
+            match api.patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => {
+                    if let Some(t) = self.tracked.get_mut(&report.key) {
+                        t.count = count;
+                        t.last = now;
+                    }
+                    return Ok(());
+                }
+                // The Event expired (or was deleted): start a new one.
+                Err(kube::Error::Api(status)) if status.is_not_found() => {
+                    self.tracked.remove(&report.key);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let event = self.event(&report, n);
+        let namespace = event.metadata.namespace.clone().unwrap_or_default();
+        let name = event.metadata.name.clone().unwrap_or_default();
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        api.create(&PostParams::default(), &event).await?;
+        if self.tracked.len() >= MAX_TRACKED
+            && let Some(oldest) = self.tracked.iter().min_by_key(|(_, t)| t.last).map(|(k, _)| k.clone())
+        {
+            self.tracked.remove(&oldest);
+        }
+        self.tracked.insert(report.key, Tracked { namespace, name, count: n, last: now });
+        Ok(())
+    }
+
+    /// A new Event for `n` attempts.
+    fn event(&mut self, report: &Report, n: i32) -> Event {
+        let key = &report.key;
+        // Events of cluster-scoped objects live in `default`, as client-go puts them.
+        let namespace = if key.namespace.is_empty() { "default".to_owned() } else { key.namespace.clone() };
+        self.seq += 1;
+        let suffix = format!(".{:x}{:04x}", micro_seconds(&report.time), self.seq & 0xffff);
+        let stem: String = key.name.chars().take(NAME_LIMIT - suffix.len()).collect();
+        let time = MicroTime(k8s_openapi::jiff::Timestamp::from_str(&report.time).unwrap_or_default());
+        Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{stem}{suffix}")),
+                namespace: Some(namespace),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(time.clone()),
+            series: (n > 1).then_some(EventSeries { count: n, last_observed_time: time }),
+            type_: Some("Warning".to_owned()),
+            reason: Some(key.reason.to_owned()),
+            action: Some(report.action.clone()),
+            note: Some(report.note.clone()),
+            reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
+            reporting_instance: Some(truncate(&self.config.reporting_instance, SHORT_LIMIT)),
+            regarding: Some(ObjectReference {
+                api_version: Some(key.api_version.clone()),
+                kind: Some(key.kind.clone()),
+                name: Some(key.name.clone()),
+                namespace: (!key.namespace.is_empty()).then(|| key.namespace.clone()),
+                uid: report.uid.clone(),
+                ..ObjectReference::default()
+            }),
+            ..Event::default()
+        }
+    }
+}
+
+/// An error and its causes in one line, each message once (the kube client's errors repeat
+/// their causes in their own messages).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let message = e.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+/// Microseconds since the epoch of an RFC 3339 time (0 if unreadable): part of an Event's name.
+fn micro_seconds(rfc3339: &str) -> u64 {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(rfc3339, &Rfc3339)
+        .map(|t| u64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_follow_the_decision() {
+        for (decision, want) in [
+            ("denied", Some("DriftBlocked")),
+            ("warned", Some("DriftWarned")),
+            ("audited", Some("DriftWarned")),
+            ("repaired", Some("DriftRepaired")),
+            ("break-glass", Some("BreakGlass")),
+            ("allowed", None),
+        ] {
+            assert_eq!(reason_for(decision), want, "{decision}");
+        }
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters_within_the_limit() {
+        for (s, limit, want) in [
+            ("short", 10, "short"),
+            ("abcdefghij", 10, "abcdefghij"),
+            ("abcdefghijk", 10, "abcdefg…"),
+            ("ééééé", 8, "éé…"),
+        ] {
+            let got = truncate(s, limit);
+            assert_eq!(got, want);
+            assert!(got.len() <= limit);
+        }
+    }
+
+    #[test]
+    fn micro_times_are_utc_with_six_digits() {
+        for (input, want) in [
+            ("2026-11-23T23:30:32.554697358Z", "2026-11-23T23:30:32.554697Z"),
+            ("2026-11-24T01:30:32+02:00", "2026-11-23T23:30:32.000000Z"),
+        ] {
+            assert_eq!(micro_time(input), want);
+        }
+    }
+
+    #[test]
+    fn object_uid_reads_metadata_uid() {
+        let raw = |s: &str| serde_json::value::RawValue::from_string(s.to_owned()).unwrap();
+        assert_eq!(object_uid(Some(&raw(r#"{"metadata":{"uid":"u-1","name":"x"}}"#))).as_deref(), Some("u-1"));
+        assert_eq!(object_uid(Some(&raw(r#"{"metadata":{"name":"x"}}"#))), None);
+        assert_eq!(object_uid(Some(&raw("null"))), None);
+        assert_eq!(object_uid(None), None);
+    }
+}
