@@ -1,7 +1,7 @@
 # driftgate: the commands people and CI run. CI runs `make test` only.
 CARGO ?= cargo
 
-.PHONY: run test build check certs clean bench bench-load
+.PHONY: run test build check certs clean bench bench-load soak
 
 ## run: the webhook on its embedded defaults (./policies, dev certificates in ./certs,
 ## journal ./drift-events.jsonl, https://127.0.0.1:8443)
@@ -44,3 +44,9 @@ bench:
 bench-load:
 	$(CARGO) build --release --locked --bin driftgate --example baseline --example loadgen
 	./target/release/examples/loadgen
+
+## soak: mixed load on driftgate for SOAK_SECONDS (300) with certificate rotation and policy
+## reloads; prints requests, errors, journal lines versus denials, RSS at start and end
+soak:
+	$(CARGO) build --release --locked --bin driftgate --example loadgen
+	./target/release/examples/loadgen soak

@@ -276,9 +276,161 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
+/// `loadgen soak`: mixed load on driftgate alone for `SOAK_SECONDS` (default 300) while its
+/// certificate is rotated every 20 s and its policies reloaded every 15 s. Prints requests,
+/// errors (must be 0), denials answered versus journal lines (must be equal) and RSS at the
+/// start and the end.
+async fn soak(release: &Path, dir: &Path) -> Result<(), Error> {
+    let seconds: u64 = env_or("SOAK_SECONDS", "300").parse()?;
+    let concurrency: usize = env_or("SOAK_CONCURRENCY", "16").parse()?;
+    // Every certificate the soak will rotate through, made up front so the client trusts them all.
+    let bundles: Vec<_> = (0..(seconds / 20 + 2))
+        .map(|_| driftgate::certs::generate(&driftgate::certs::dev_request()))
+        .collect::<Result<_, _>>()?;
+    driftgate::certs::write(&dir.join("certs"), &bundles[0], true)?;
+    let server = start_driftgate(&release.join("driftgate"), dir)?;
+    let pid = server.child.id();
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", server.addr)
+        .http1_only()
+        .pool_max_idle_per_host(concurrency)
+        .timeout(Duration::from_secs(10));
+    for b in &bundles {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(b.ca_pem.as_bytes())?);
+    }
+    let client = builder.build()?;
+    let url = format!("https://localhost:{}/validate", server.addr.port());
+    let mix = Arc::new(load_mix("mixed")?);
+    let rss_start = current_rss_mib(pid);
+    println!("soak: {seconds} s, {concurrency} clients, certificate rotation every 20 s, policy reload every 15 s");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (requests, errors, denials) = (
+        Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    );
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let (client, url, mix, stop) = (client.clone(), url.clone(), mix.clone(), stop.clone());
+            let (requests, errors, denials) = (requests.clone(), errors.clone(), denials.clone());
+            tokio::spawn(async move {
+                let mut i = w * 7;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let req = &mix[i % mix.len()];
+                    i += 1;
+                    let sent = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(req.body.clone())
+                        .send()
+                        .await;
+                    let body = match sent {
+                        Ok(resp) if resp.status().is_success() => resp.bytes().await.ok(),
+                        _ => None,
+                    };
+                    requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let expected: &[u8] = if req.allowed { b"\"allowed\":true" } else { b"\"allowed\":false" };
+                    match body {
+                        Some(b) if contains(&b, expected) => {
+                            if !req.allowed {
+                                denials.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                        _ => {
+                            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let (mut rotations, mut reloads) = (0usize, 0usize);
+    let policy = dir.join("policies/default.yaml");
+    let original = std::fs::read_to_string(&policy)?;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let t = started.elapsed().as_secs();
+        if t / 20 > rotations as u64 && rotations + 1 < bundles.len() {
+            rotations += 1;
+            driftgate::certs::write(&dir.join("certs"), &bundles[rotations], true)?;
+        }
+        if t / 15 > reloads as u64 {
+            reloads += 1;
+            // A real change (the break-glass group's name) that leaves the mix's answers alone.
+            let changed = original.replace(
+                "groups: [driftgate:break-glass]",
+                &format!("groups: [driftgate:break-glass, soak-{reloads}]"),
+            );
+            let tmp = policy.with_extension("tmp");
+            std::fs::write(&tmp, changed)?;
+            std::fs::rename(&tmp, &policy)?;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        let _ = w.await;
+    }
+    let rss_end = current_rss_mib(pid);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let journal = std::fs::read_to_string(dir.join("drift-events.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+    let metrics = reqwest::get(format!("http://{}/metrics", metrics_addr(dir)?)).await?.text().await?;
+    let sample =
+        |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
+    let denials = denials.load(std::sync::atomic::Ordering::Relaxed);
+    println!("requests:            {}", requests.load(std::sync::atomic::Ordering::Relaxed));
+    println!("errors:              {}", errors.load(std::sync::atomic::Ordering::Relaxed));
+    println!("denials answered:    {denials}");
+    println!("journal lines:       {journal}  ({})", if journal as u64 == denials { "equal" } else { "DIFFERENT" });
+    println!(
+        "certificates:        {rotations} rotations written, {} taken into service",
+        sample("driftgate_certificate_reloads_total").unwrap_or(0.0)
+    );
+    println!(
+        "policy reloads:      {reloads} written, {} taken into force",
+        sample("driftgate_policy_reloads_total").unwrap_or(0.0)
+    );
+    println!("RSS:                 {rss_start:.1} MiB at start, {rss_end:.1} MiB at the end");
+    drop(server);
+    Ok(())
+}
+
+/// The metrics address driftgate logged (JSON logs are drained to driftgate.log).
+fn metrics_addr(dir: &Path) -> Result<String, Error> {
+    let log = std::fs::read_to_string(dir.join("driftgate.log"))?;
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["metrics"].as_str().map(str::to_owned))
+        .ok_or_else(|| "driftgate did not log its metrics address".into())
+}
+
+/// Current RSS in MiB (VmRSS).
+fn current_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/soak");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("policies"))?;
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/default.yaml"),
+            dir.join("policies/default.yaml"),
+        )?;
+        return soak(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release"), &dir).await;
+    }
     let seconds: u64 = env_or("BENCH_SECONDS", "5").parse()?;
     let concurrencies: Vec<usize> =
         env_or("BENCH_CONCURRENCY", "1,8,32,64").split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?;

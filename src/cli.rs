@@ -150,7 +150,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let served = runtime.block_on(async {
         let server = Server::bind(&settings).await?;
         let addr = server.local_addr().context("failed to read the bound address")?;
-        tracing::info!(%addr, journal = %settings.journal.display(), "driftgate serving");
+        let metrics = server.metrics_addr().context("failed to read the metrics address")?;
+        tracing::info!(%addr, %metrics, journal = %settings.journal.display(), "driftgate serving");
         server.run(shutdown_signal()).await;
         tracing::info!("driftgate stopped");
         Ok::<(), anyhow::Error>(())
