@@ -1,7 +1,7 @@
 # driftgate: the commands people and CI run. CI runs `make test` only.
 CARGO ?= cargo
 
-.PHONY: run test build check certs clean bench bench-load soak
+.PHONY: run test build check certs clean bench bench-load soak fuzz
 
 ## run: the webhook on its embedded defaults (./policies, dev certificates in ./certs,
 ## journal ./drift-events.jsonl, https://127.0.0.1:8443)
@@ -50,3 +50,14 @@ bench-load:
 soak:
 	$(CARGO) build --release --locked --bin driftgate --example loadgen
 	./target/release/examples/loadgen soak
+
+## fuzz: cargo-fuzz on review parsing, the decision core and the diff, FUZZ_SECONDS (60) each
+## (installs cargo-fuzz; RUSTC_BOOTSTRAP lets the stable toolchain take libFuzzer's flags)
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	for t in review_parse decide diff; do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  [ $$t = diff ] || cp tests/fixtures/*.validating.json fuzz/corpus/$$t/; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done

@@ -83,6 +83,8 @@ struct Server {
     name: &'static str,
     child: Child,
     addr: SocketAddr,
+    /// The metrics port, for driftgate.
+    metrics: Option<SocketAddr>,
 }
 
 impl Drop for Server {
@@ -98,7 +100,7 @@ fn wait_for_addr(
     from_stderr: bool,
     log: PathBuf,
     find: fn(&str) -> Option<SocketAddr>,
-) -> Result<SocketAddr, Error> {
+) -> Result<(SocketAddr, String), Error> {
     let stream: Box<dyn std::io::Read + Send> = if from_stderr {
         Box::new(child.stderr.take().ok_or("no stderr")?)
     } else {
@@ -110,6 +112,7 @@ fn wait_for_addr(
         let Some(line) = lines.next() else { break };
         let line = line?;
         if let Some(addr) = find(&line) {
+            let found = line.clone();
             std::thread::spawn(move || {
                 use std::io::Write;
                 if let Ok(mut f) = std::fs::File::create(log) {
@@ -118,7 +121,7 @@ fn wait_for_addr(
                     }
                 }
             });
-            return Ok(addr);
+            return Ok((addr, found));
         }
     }
     Err("the server did not say where it listens".into())
@@ -140,11 +143,13 @@ fn start_driftgate(bin: &Path, dir: &Path) -> Result<Server, Error> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    let addr = wait_for_addr(&mut child, true, dir.join("driftgate.log"), |line| {
+    let (addr, line) = wait_for_addr(&mut child, true, dir.join("driftgate.log"), |line| {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
         (v["message"] == "driftgate serving").then(|| v["addr"].as_str()?.parse().ok()).flatten()
     })?;
-    Ok(Server { name: "driftgate", child, addr })
+    let metrics =
+        serde_json::from_str::<serde_json::Value>(&line).ok().and_then(|v| v["metrics"].as_str()?.parse().ok());
+    Ok(Server { name: "driftgate", child, addr, metrics })
 }
 
 fn start_baseline(bin: &Path, dir: &Path) -> Result<Server, Error> {
@@ -155,10 +160,10 @@ fn start_baseline(bin: &Path, dir: &Path) -> Result<Server, Error> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let addr = wait_for_addr(&mut child, false, dir.join("baseline.log"), |line| {
+    let (addr, _) = wait_for_addr(&mut child, false, dir.join("baseline.log"), |line| {
         line.strip_prefix("listening on ")?.trim().parse().ok()
     })?;
-    Ok(Server { name: "baseline", child, addr })
+    Ok(Server { name: "baseline", child, addr, metrics: None })
 }
 
 /// Resets the process's peak RSS (VmHWM) so the next reading covers one row only.
@@ -349,11 +354,15 @@ async fn soak(release: &Path, dir: &Path) -> Result<(), Error> {
         .collect();
     let started = Instant::now();
     let (mut rotations, mut reloads) = (0usize, 0usize);
+    let mut rss_warm = None;
     let policy = dir.join("policies/default.yaml");
     let original = std::fs::read_to_string(&policy)?;
     while started.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let t = started.elapsed().as_secs();
+        if t >= 10 && rss_warm.is_none() {
+            rss_warm = Some(current_rss_mib(pid));
+        }
         if t / 20 > rotations as u64 && rotations + 1 < bundles.len() {
             rotations += 1;
             driftgate::certs::write(&dir.join("certs"), &bundles[rotations], true)?;
@@ -375,9 +384,11 @@ async fn soak(release: &Path, dir: &Path) -> Result<(), Error> {
         let _ = w.await;
     }
     let rss_end = current_rss_mib(pid);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the last policy change be polled (every 2 s) before reading the counters.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let journal = std::fs::read_to_string(dir.join("drift-events.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
-    let metrics = reqwest::get(format!("http://{}/metrics", metrics_addr(dir)?)).await?.text().await?;
+    let metrics_addr = server.metrics.ok_or("driftgate did not log its metrics address")?;
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics")).await?.text().await?;
     let sample =
         |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
     let denials = denials.load(std::sync::atomic::Ordering::Relaxed);
@@ -393,18 +404,12 @@ async fn soak(release: &Path, dir: &Path) -> Result<(), Error> {
         "policy reloads:      {reloads} written, {} taken into force",
         sample("driftgate_policy_reloads_total").unwrap_or(0.0)
     );
-    println!("RSS:                 {rss_start:.1} MiB at start, {rss_end:.1} MiB at the end");
+    println!(
+        "RSS:                 {rss_start:.1} MiB at start, {:.1} MiB after 10 s of load, {rss_end:.1} MiB at the end",
+        rss_warm.unwrap_or(0.0)
+    );
     drop(server);
     Ok(())
-}
-
-/// The metrics address driftgate logged (JSON logs are drained to driftgate.log).
-fn metrics_addr(dir: &Path) -> Result<String, Error> {
-    let log = std::fs::read_to_string(dir.join("driftgate.log"))?;
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|v| v["metrics"].as_str().map(str::to_owned))
-        .ok_or_else(|| "driftgate did not log its metrics address".into())
 }
 
 /// Current RSS in MiB (VmRSS).

@@ -1,0 +1,10 @@
+//! Any bytes as an AdmissionReview body: parsing must answer Ok or Err, never panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(review) = driftgate::review::parse(data) {
+        let _ = review.request.uid.len();
+    }
+});
