@@ -322,30 +322,32 @@ fn wildcard(pattern: &[u8], value: &[u8], fold: bool) -> bool {
 
 /// `user` of a drift event, as review reads it.
 #[derive(Debug, Default, Deserialize)]
-pub struct UserView<'a> {
+#[serde(bound(deserialize = "S: Deserialize<'de> + Default"))]
+pub struct UserFields<S> {
     /// The user name.
-    #[serde(borrow, default)]
-    pub username: Cow<'a, str>,
+    #[serde(default)]
+    pub username: S,
 }
 
 /// `resource` of a drift event, as review reads it.
 #[derive(Debug, Default, Deserialize)]
-pub struct ResourceView<'a> {
+#[serde(bound(deserialize = "S: Deserialize<'de> + Default"))]
+pub struct ResourceFields<S> {
     /// Kind.
-    #[serde(borrow, default)]
-    pub kind: Cow<'a, str>,
+    #[serde(default)]
+    pub kind: S,
     /// Plural resource name.
-    #[serde(borrow, default)]
-    pub resource: Cow<'a, str>,
+    #[serde(default)]
+    pub resource: S,
     /// Subresource, if any.
-    #[serde(borrow, default)]
-    pub subresource: Cow<'a, str>,
+    #[serde(default)]
+    pub subresource: S,
     /// Namespace; empty for cluster-scoped objects.
-    #[serde(borrow, default)]
-    pub namespace: Cow<'a, str>,
+    #[serde(default)]
+    pub namespace: S,
     /// Name.
-    #[serde(borrow, default)]
-    pub name: Cow<'a, str>,
+    #[serde(default)]
+    pub name: S,
 }
 
 /// `changes` of a drift event, as review reads it: the first two paths and how many are listed.
@@ -396,30 +398,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for ChangedPaths<'a> {
 }
 
 /// The fields of a drift event ([`crate::event::DriftEvent`]) that the filters, `summary` and
-/// `table` read, borrowed from the journal line where it has no escapes. The rest of the line is
-/// checked but not kept: every field kept costs time on a journal of millions of events.
-/// `policyreport` reads more with [`EventDetails`].
+/// `table` read, with strings of type `S`. The rest of the line is checked but not kept: every
+/// field kept costs time on a journal of millions of events. `policyreport` reads more with
+/// [`EventDetails`].
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventView<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "S: Deserialize<'de> + Default"))]
+pub struct EventFields<'a, S> {
     /// RFC 3339 time.
-    #[serde(borrow)]
-    pub time: Cow<'a, str>,
+    pub time: S,
     /// `denied`, `warned`, `audited`, `repaired` or `break-glass`.
-    #[serde(borrow)]
-    pub decision: Cow<'a, str>,
+    pub decision: S,
     /// `CREATE`, `UPDATE` or `DELETE`.
-    #[serde(borrow, default)]
-    pub operation: Cow<'a, str>,
+    #[serde(default)]
+    pub operation: S,
     /// Whether the request was a dry run.
     #[serde(default)]
     pub dry_run: bool,
     /// Who sent it.
-    #[serde(borrow)]
-    pub user: UserView<'a>,
+    pub user: UserFields<S>,
     /// What it was about.
-    #[serde(borrow)]
-    pub resource: ResourceView<'a>,
+    pub resource: ResourceFields<S>,
     /// What it changed, read by [`EventView::changed_paths`] when asked.
     #[serde(borrow, default)]
     changes: Option<&'a RawValue>,
@@ -428,12 +426,43 @@ pub struct EventView<'a> {
     pub changes_omitted: u64,
 }
 
+/// A drift event as review reads it, borrowed from the journal line (copied only where a string
+/// has escapes).
+pub type EventView<'a> = EventFields<'a, Cow<'a, str>>;
+
+impl<'a, S> EventFields<'a, S> {
+    fn map<T>(self, f: impl Fn(S) -> T) -> EventFields<'a, T> {
+        let (u, r) = (self.user, self.resource);
+        EventFields {
+            time: f(self.time),
+            decision: f(self.decision),
+            operation: f(self.operation),
+            dry_run: self.dry_run,
+            user: UserFields { username: f(u.username) },
+            resource: ResourceFields {
+                kind: f(r.kind),
+                resource: f(r.resource),
+                subresource: f(r.subresource),
+                namespace: f(r.namespace),
+                name: f(r.name),
+            },
+            changes: self.changes,
+            changes_omitted: self.changes_omitted,
+        }
+    }
+}
+
 impl<'a> EventView<'a> {
     /// Reads one journal line.
     pub fn parse(line: &'a [u8]) -> Result<Self, ParseError> {
         // One check of the whole line is cheaper than serde_json's check of each string.
         let text = std::str::from_utf8(line).map_err(ParseError::Utf8)?;
-        serde_json::from_str(text).map_err(ParseError::Json)
+        // Borrowing plain `&str`s is the fast way; it fails only on a string with escapes (or a
+        // line that is no drift event), which the second reading copies (or reports).
+        match serde_json::from_str::<EventFields<'a, &'a str>>(text) {
+            Ok(fields) => Ok(fields.map(Cow::Borrowed)),
+            Err(_) => serde_json::from_str(text).map_err(ParseError::Json),
+        }
     }
 
     /// The kind as people read it: `VirtualService`, or `deployments/scale` for a subresource.
@@ -477,7 +506,7 @@ impl<'a> EventView<'a> {
     }
 }
 
-/// `resource` of a drift event: what `policyreport` reads beyond [`ResourceView`].
+/// `resource` of a drift event: what `policyreport` reads beyond [`ResourceFields`].
 #[derive(Debug, Default, Deserialize)]
 pub struct ResourceDetails<'a> {
     /// API group.
@@ -994,6 +1023,7 @@ struct Summary {
     dry_run: DryRun,
     total: u64,
     dry_runs: u64,
+    /// The times of the first and the last event counted (the journal is in time order).
     first: String,
     last: String,
     /// By decision, in the order of [`DECISIONS`], then any other.
@@ -1431,6 +1461,11 @@ mod tests {
         assert_eq!(d.message, "driftgate: \"quoted\" — x");
         assert!(matches!(d.message, Cow::Owned(_)), "escaped: unescaped into a copy");
         assert!(matches!(e.time, Cow::Borrowed(_)), "not escaped: borrowed");
+        let user = "d\u{e9}j\u{e0} \"vu\"";
+        let escaped = mk_line(user, "shop", "VirtualService", "denied", "2026-11-23T23:30:32Z", false);
+        let e = mk_event(&escaped);
+        assert_eq!(e.user.username, user, "{escaped}");
+        assert!(matches!(e.user.username, Cow::Owned(_)), "escaped: unescaped into a copy");
         assert_eq!(
             (d.id.as_ref(), d.rule.as_ref(), d.request_uid.as_ref()),
             ("01a20abf-33ea-752b-8746-03435d90d32d", "protected", "u1")
