@@ -25,3 +25,19 @@ pub use config::Settings;
 pub use decide::{Decision, Verdict, decide};
 pub use http::Server;
 pub use policy::PolicySet;
+
+/// An error and its causes in one line, each message once (`a: b: c`): the kube client's
+/// errors repeat their causes in their own messages.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let message = e.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = e.source();
+    }
+    text
+}

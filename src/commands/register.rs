@@ -12,6 +12,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
 use super::manifests::InstallArgs;
+use crate::error_chain as chain;
 use crate::install::{self, FIELD_MANAGER, InstallError, Webhooks};
 
 /// Flags of `driftgate register`.
@@ -58,21 +59,6 @@ pub enum RegisterError {
         /// The API error.
         error: kube::Error,
     },
-}
-
-/// An error and its causes in one line, each message once: `a: b: c` without the repeats.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let message = e.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        cause = e.source();
-    }
-    text
 }
 
 const VALIDATING: &str = "validatingwebhookconfiguration.admissionregistration.k8s.io";

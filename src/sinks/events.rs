@@ -18,6 +18,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
+
+use crate::error_chain as chain;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -407,22 +409,6 @@ impl Publisher {
             ..Event::default()
         }
     }
-}
-
-/// An error and its causes in one line, each message once (the kube client's errors repeat
-/// their causes in their own messages).
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let message = e.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        cause = e.source();
-    }
-    text
 }
 
 /// Microseconds since the epoch of an RFC 3339 time (0 if unreadable): part of an Event's name.
