@@ -127,7 +127,7 @@ fn wait_for_addr(
     Err("the server did not say where it listens".into())
 }
 
-fn start_driftgate(bin: &Path, dir: &Path) -> Result<Server, Error> {
+fn start_driftgate(bin: &Path, dir: &Path, env: &[(&str, &str)]) -> Result<Server, Error> {
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .arg("--policies")
@@ -138,6 +138,7 @@ fn start_driftgate(bin: &Path, dir: &Path) -> Result<Server, Error> {
         .arg(dir.join("drift-events.jsonl"))
         .env("DRIFTGATE_METRICS_LISTEN", "127.0.0.1:0")
         .env("DRIFTGATE_DEV_CERTS", "false")
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -293,7 +294,8 @@ async fn soak(release: &Path, dir: &Path) -> Result<(), Error> {
         .map(|_| driftgate::certs::generate(&driftgate::certs::dev_request()))
         .collect::<Result<_, _>>()?;
     driftgate::certs::write(&dir.join("certs"), &bundles[0], true)?;
-    let server = start_driftgate(&release.join("driftgate"), dir)?;
+    // Keep every rotated journal file, so every denial can be counted.
+    let server = start_driftgate(&release.join("driftgate"), dir, &[("DRIFTGATE_JOURNAL_KEEP", "10000")])?;
     let pid = server.child.id();
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
@@ -386,7 +388,7 @@ async fn soak(release: &Path, dir: &Path) -> Result<(), Error> {
     let rss_end = current_rss_mib(pid);
     // Let the last policy change be polled (every 2 s) before reading the counters.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let journal = std::fs::read_to_string(dir.join("drift-events.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+    let journal = journal_lines(dir);
     let metrics_addr = server.metrics.ok_or("driftgate did not log its metrics address")?;
     let metrics = reqwest::get(format!("http://{metrics_addr}/metrics")).await?.text().await?;
     let sample =
@@ -410,6 +412,17 @@ async fn soak(release: &Path, dir: &Path) -> Result<(), Error> {
     );
     drop(server);
     Ok(())
+}
+
+/// Lines in the journal and all its rotated files.
+fn journal_lines(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("drift-events.jsonl"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .map(|bytes| bytes.iter().filter(|b| **b == b'\n').count())
+        .sum()
 }
 
 /// Current RSS in MiB (VmRSS).
@@ -452,8 +465,10 @@ async fn main() -> Result<(), Error> {
     let bundle = driftgate::certs::generate(&driftgate::certs::dev_request())?;
     driftgate::certs::write(&dir.join("certs"), &bundle, true)?;
 
-    let servers =
-        [start_driftgate(&release.join("driftgate"), &dir)?, start_baseline(&release.join("examples/baseline"), &dir)?];
+    let servers = [
+        start_driftgate(&release.join("driftgate"), &dir, &[])?,
+        start_baseline(&release.join("examples/baseline"), &dir)?,
+    ];
     println!(
         "driftgate load benchmark: {} cores, {seconds} s a row, HTTP/1.1 keep-alive over TLS, fixtures from tests/fixtures",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
@@ -511,7 +526,7 @@ async fn main() -> Result<(), Error> {
             );
         }
     }
-    let journal = std::fs::read_to_string(dir.join("drift-events.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+    let journal = journal_lines(&dir);
     println!("journal: {journal} drift events written durably during the run");
     Ok(())
 }

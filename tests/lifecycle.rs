@@ -111,6 +111,19 @@ async fn every_denial_answered_before_sigkill_is_in_the_journal() {
         .open(&journal_path)
         .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"id\":\"torn-by-a-crash"))
         .unwrap();
+    // driftgate review reads it all the same, with a note about the torn line.
+    let review = Command::new(env!("CARGO_BIN_EXE_driftgate"))
+        .args(["review", "--format", "json"])
+        .arg(&journal_path)
+        .output()
+        .unwrap();
+    assert!(review.status.success());
+    let reviewed = String::from_utf8_lossy(&review.stdout);
+    assert!(ids.iter().all(|id| reviewed.contains(id.as_str())));
+    assert_eq!(reviewed.lines().count(), journal.lines().count());
+    let note = String::from_utf8_lossy(&review.stderr);
+    assert!(note.contains("skipped line"), "{note}");
+
     let (mut child, addr) = spawn(dir.path(), &[]);
     let client = client_for(&ca, addr, false);
     let answer: serde_json::Value = client
