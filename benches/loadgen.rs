@@ -172,15 +172,20 @@ fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
-/// Peak RSS in MiB (VmHWM).
-fn peak_rss_mib(pid: u32) -> f64 {
+/// A memory figure of `/proc/PID/status` (`VmHWM:` peak RSS, `VmRSS:` current RSS) in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Peak RSS in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmHWM:")
 }
 
 #[derive(Debug, Default, Clone)]
@@ -425,15 +430,9 @@ fn journal_lines(dir: &Path) -> usize {
         .sum()
 }
 
-/// Current RSS in MiB (VmRSS).
+/// Current RSS in MiB.
 fn current_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    status_mib(pid, "VmRSS:")
 }
 
 #[tokio::main]

@@ -6,7 +6,6 @@
 //! only reads files and prints. Nothing is journaled and nothing is sent anywhere.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +13,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Deserialize;
 
-use crate::decide::{self, DecideError, Verdict};
+use crate::decide::{self, DecideError, Decision, Verdict};
 use crate::policy::{self, LoadError, PolicySet};
 use crate::review::{self, ReviewError};
 
@@ -117,51 +116,13 @@ pub struct Case {
     /// The AdmissionReview file, relative to the test file.
     pub review: PathBuf,
     /// The expected decision.
-    pub decision: Expected,
+    pub decision: Decision,
     /// The expected deciding policy.
     #[serde(default)]
     pub policy: Option<String>,
     /// The expected rule.
     #[serde(default)]
     pub rule: Option<String>,
-}
-
-/// An expected decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Expected {
-    /// Not drift.
-    Allowed,
-    /// Refused.
-    Denied,
-    /// Allowed with a warning.
-    Warned,
-    /// Allowed silently, recorded.
-    Audited,
-    /// Allowed with a restoring patch.
-    Repaired,
-    /// Let through by break-glass.
-    BreakGlass,
-}
-
-impl Expected {
-    /// The decision's name, as in drift events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Expected::Allowed => "allowed",
-            Expected::Denied => "denied",
-            Expected::Warned => "warned",
-            Expected::Audited => "audited",
-            Expected::Repaired => "repaired",
-            Expected::BreakGlass => "break-glass",
-        }
-    }
-}
-
-impl fmt::Display for Expected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// Parses a test file's text (`path` names it in errors).
@@ -173,7 +134,7 @@ pub fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, TestError> {
 pub fn mismatches(case: &Case, verdict: &Verdict) -> Vec<String> {
     let mut out = Vec::new();
     let got = verdict.decision.as_str();
-    if case.decision.as_str() != got {
+    if case.decision != verdict.decision {
         out.push(format!("expected decision {}, got {got}", case.decision));
     }
     let policy = verdict.policy.as_deref().unwrap_or("(none)");
@@ -367,7 +328,7 @@ mod tests {
         PolicySet::new(policy::load_dir(&repo("policies")).unwrap(), &["driftgate".to_owned()])
     }
 
-    fn mk_case(decision: Expected, policy: Option<&str>, rule: Option<&str>) -> Case {
+    fn mk_case(decision: Decision, policy: Option<&str>, rule: Option<&str>) -> Case {
         Case {
             name: None,
             review: PathBuf::from("r.json"),
@@ -384,7 +345,7 @@ mod tests {
         assert_eq!(test.policies, Some(PathBuf::from("../policies")));
         assert_eq!(
             test.cases,
-            [Case { rule: Some("r".into()), review: "a.json".into(), ..mk_case(Expected::BreakGlass, None, None) }]
+            [Case { rule: Some("r".into()), review: "a.json".into(), ..mk_case(Decision::BreakGlass, None, None) }]
         );
     }
 
@@ -426,12 +387,12 @@ mod tests {
         let (v, _) =
             replay(&set, &repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json")).unwrap();
         let cases: &[(Case, &[&str])] = &[
-            (mk_case(Expected::Denied, None, None), &[]),
-            (mk_case(Expected::Denied, Some("mesh-gitops"), Some("protected")), &[]),
-            (mk_case(Expected::Allowed, None, None), &["expected decision allowed, got denied"]),
-            (mk_case(Expected::Denied, Some("other"), None), &["expected policy other, got mesh-gitops"]),
+            (mk_case(Decision::Denied, None, None), &[]),
+            (mk_case(Decision::Denied, Some("mesh-gitops"), Some("protected")), &[]),
+            (mk_case(Decision::Allowed, None, None), &["expected decision allowed, got denied"]),
+            (mk_case(Decision::Denied, Some("other"), None), &["expected policy other, got mesh-gitops"]),
             (
-                mk_case(Expected::Warned, None, Some("gitops")),
+                mk_case(Decision::Warned, None, Some("gitops")),
                 &["expected decision warned, got denied", "expected rule gitops, got protected"],
             ),
         ];
@@ -439,9 +400,9 @@ mod tests {
             assert_eq!(mismatches(case, &v), *want, "{case:?}");
         }
         let shown = [
-            (mk_case(Expected::Denied, None, None), "denied"),
-            (mk_case(Expected::Allowed, None, Some("gitops")), "allowed (rule gitops)"),
-            (mk_case(Expected::BreakGlass, Some("p"), Some("r")), "break-glass (policy p, rule r)"),
+            (mk_case(Decision::Denied, None, None), "denied"),
+            (mk_case(Decision::Allowed, None, Some("gitops")), "allowed (rule gitops)"),
+            (mk_case(Decision::BreakGlass, Some("p"), Some("r")), "break-glass (policy p, rule r)"),
         ];
         for (case, want) in shown {
             assert_eq!(expected(&case), want);

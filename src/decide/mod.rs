@@ -35,8 +35,10 @@ pub enum Endpoint {
     Mutate,
 }
 
-/// What happens to a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What happens to a request. Its names (`denied`, `break-glass`, …) are those of drift events
+/// and of `driftgate test` files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Decision {
     /// Not drift: let it through, record nothing.
     Allowed,
@@ -85,6 +87,12 @@ impl Decision {
             Decision::Repaired => 4,
             Decision::Denied => 5,
         }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

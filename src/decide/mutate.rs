@@ -6,7 +6,7 @@
 //! (GitOps tools must not see a diff loop).
 
 use json_patch::{Patch, PatchOperation};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::changes::{self, LAST_APPLIED, SERVER_MANAGED};
 use super::{DecideError, Decision, Endpoint, Verdict, decide_at, parse_object, tracking};
@@ -33,14 +33,17 @@ pub fn mutate(set: &PolicySet, req: &AdmissionRequest<'_>) -> Result<Mutation, D
     let writes_object = matches!(req.operation, Operation::Create | Operation::Update)
         && req.sub_resource.as_deref().is_none_or(str::is_empty);
     let patch = match verdict.decision {
-        Decision::Allowed if verdict.by_gitops && writes_object => {
-            let new = parse_object("object", req.object)?;
-            let old = parse_object("oldObject", req.old_object)?;
-            match new {
-                Some(new) => provenance(&req.user_info.username, &new, old.as_ref()),
-                None => Patch(Vec::new()),
+        Decision::Allowed if verdict.by_gitops && writes_object => match parse_object("object", req.object)? {
+            Some(new) => {
+                // The stored object's tracking is needed only when the new one carries none.
+                let owner = match tracking::tracked_by(&new) {
+                    Some(owner) => Some(owner),
+                    None => parse_object("oldObject", req.old_object)?.as_ref().and_then(tracking::tracked_by),
+                };
+                provenance(&req.user_info.username, &new, owner)
             }
-        }
+            None => Patch(Vec::new()),
+        },
         Decision::Repaired => {
             let new = parse_object("object", req.object)?;
             let old = parse_object("oldObject", req.old_object)?;
@@ -67,24 +70,29 @@ pub fn mutate(set: &PolicySet, req: &AdmissionRequest<'_>) -> Result<Mutation, D
 }
 
 /// Stamps `driftgate.dev/last-writer` and, when the object is tracked, `driftgate.dev/gitops-app`.
-/// Only what differs is added or changed.
-fn provenance(writer: &str, new: &Value, old: Option<&Value>) -> Patch {
+/// Only what differs is added or changed; the patch touches the annotations alone, so its cost
+/// does not grow with the object.
+fn provenance(writer: &str, new: &Value, owner: Option<tracking::GitOpsRef>) -> Patch {
     let mut wanted = vec![(LAST_WRITER, writer.to_owned())];
-    if let Some(g) = tracking::tracked_by(new).or_else(|| old.and_then(tracking::tracked_by)) {
+    if let Some(g) = owner {
         wanted.push((GITOPS_APP, format!("{}:{}", g.tool, g.app)));
     }
-    let mut target = new.clone();
-    let Some(meta) = target.get_mut("metadata").and_then(Value::as_object_mut) else { return Patch(Vec::new()) };
-    let annotations = meta.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
-    if !annotations.is_object() {
-        *annotations = Value::Object(Map::new());
-    }
-    if let Some(map) = annotations.as_object_mut() {
-        for (key, value) in wanted {
-            map.insert(key.to_owned(), Value::String(value));
+    let Some(meta) = new.get("metadata").and_then(Value::as_object) else { return Patch(Vec::new()) };
+    let ops: Vec<Value> = match meta.get("annotations").and_then(Value::as_object) {
+        Some(annotations) => wanted
+            .into_iter()
+            .filter(|(key, value)| annotations.get(*key).and_then(Value::as_str) != Some(value.as_str()))
+            .map(|(key, value)| {
+                json!({"op": "add", "path": format!("/metadata/annotations/{}", key.replace('~', "~0").replace('/', "~1")), "value": value})
+            })
+            .collect(),
+        None => {
+            let map: Map<String, Value> = wanted.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect();
+            vec![json!({"op": "add", "path": "/metadata/annotations", "value": map})]
         }
-    }
-    json_patch::diff(new, &target)
+    };
+    // Well-formed add operations: this cannot fail.
+    serde_json::from_value(Value::Array(ops)).unwrap_or_default()
 }
 
 /// The patch that makes `new` equal `old` on every protected path: changes outside
