@@ -1,18 +1,29 @@
 # driftgate: the commands people and CI run. CI runs `make test` only.
 CARGO ?= cargo
 
-.PHONY: run test build check certs clean bench bench-load soak fuzz
+.PHONY: run test e2e kube-harness build check certs clean bench bench-load soak fuzz
 
 ## run: the webhook on its embedded defaults (./policies, dev certificates in ./certs,
 ## journal ./drift-events.jsonl, https://127.0.0.1:8443)
 run:
 	$(CARGO) run --release --locked -- serve
 
-## test: formatting, lints (warnings are errors) and every test
+## test: formatting, lints (warnings are errors) and every test, the end-to-end suite on a real
+## kube-apiserver included when its binaries are found (one SKIPPED line otherwise)
 test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked
+
+## e2e: only the end-to-end suite; fails when the kube-apiserver binaries are missing
+e2e:
+	DRIFTGATE_E2E_REQUIRED=1 $(CARGO) test --locked --test e2e
+
+## kube-harness: build etcd's companions kube-apiserver and kube-controller-manager (v1.32) into
+## $KUBE_HARNESS/bin (default ~/.cache/driftgate/kube-harness/bin) from a Kubernetes source git
+## directory: make kube-harness SRC=/path/to/kubernetes.git (README "End-to-end tests")
+kube-harness:
+	bash tests/e2e/build-harness.sh $(SRC)
 
 ## build: the release binary at target/release/driftgate
 build:
