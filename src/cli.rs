@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
-use crate::config::{LogFormat, Settings};
+use crate::config::{EventsMode, LogFormat, Settings};
 use crate::http::Server;
 
 /// driftgate: an admission webhook that makes Git the only writer of service-mesh configuration.
@@ -70,6 +70,10 @@ struct ServeArgs {
     /// only clients that present a certificate it signed.
     #[arg(long, value_name = "FILE")]
     client_ca: Option<PathBuf>,
+    /// Kubernetes Events for drift: auto (on when a kubeconfig or an in-cluster service account
+    /// is found), on, off [default: auto].
+    #[arg(long, value_enum)]
+    events: Option<EventsMode>,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +119,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.log_format {
             o.push(("log_format", format!("{v:?}").to_lowercase()));
+        }
+        if let Some(v) = self.events {
+            o.push(("events", format!("{v:?}").to_lowercase()));
         }
         o
     }

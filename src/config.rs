@@ -20,6 +20,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether drift events also become Kubernetes Events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsMode {
+    /// On whenever a Kubernetes client configuration is found: a kubeconfig (`KUBECONFIG`,
+    /// `~/.kube/config`) or, in a pod, the service account.
+    #[default]
+    Auto,
+    /// On; start-up fails when no client configuration can be loaded.
+    On,
+    /// Off.
+    Off,
+}
+
 /// Everything `serve` needs to know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,6 +78,8 @@ pub struct Settings {
     /// Seconds a request may take, body included, before it is answered 503 (below the
     /// webhook's 5 s `timeoutSeconds`).
     pub request_timeout_seconds: u64,
+    /// Kubernetes Events for drift: `auto` (when a client configuration is found), `on`, `off`.
+    pub events: EventsMode,
 }
 
 impl Default for Settings {
@@ -87,6 +103,7 @@ impl Default for Settings {
             policy_reload_seconds: 2,
             request_timeout_seconds: 4,
             client_ca: None,
+            events: EventsMode::Auto,
         }
     }
 }
@@ -121,6 +138,7 @@ impl Settings {
             shutdown_delay_seconds: 0,
             cert_reload_seconds: 1,
             policy_reload_seconds: 1,
+            events: EventsMode::Off,
             ..Settings::default()
         }
     }

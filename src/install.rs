@@ -48,10 +48,11 @@ pub const DEFAULT_IMAGE: &str = concat!("driftgate:", env!("CARGO_PKG_VERSION"))
 pub const TLS_SECRET: &str = "driftgate-tls";
 /// The ConfigMap with the policy files.
 pub const POLICIES_CONFIGMAP: &str = "driftgate-policies";
-/// Name of the mutating webhook.
-pub const MUTATE_WEBHOOK: &str = "mutate.driftgate.dev";
 /// Suffix of the validating webhooks' names: one webhook a policy, `<policy>.validate.driftgate.dev`.
 pub const VALIDATE_WEBHOOK_SUFFIX: &str = "validate.driftgate.dev";
+/// Suffix of the mutating webhooks' names: one for each policy that repairs or stamps
+/// provenance, `<policy>.mutate.driftgate.dev`.
+pub const MUTATE_WEBHOOK_SUFFIX: &str = "mutate.driftgate.dev";
 /// The field manager of `driftgate register`'s server-side apply.
 pub const FIELD_MANAGER: &str = "driftgate";
 /// The label every generated object carries (and the Deployment selects on).
@@ -260,7 +261,8 @@ pub fn render(manifests: &[Manifest]) -> String {
 pub struct Webhooks {
     /// One validating webhook a policy, skipping its GitOps writers.
     pub validating: ValidatingWebhookConfiguration,
-    /// One mutating webhook over every protected resource (stamps GitOps writes, repairs).
+    /// One mutating webhook for each policy that repairs or stamps provenance (none with the
+    /// shipped policies).
     pub mutating: MutatingWebhookConfiguration,
 }
 
@@ -675,30 +677,59 @@ pub fn rule_resources(rule: &ResourceRule) -> Vec<String> {
     out
 }
 
-/// Rules for `(group, resources)` pairs: groups with the same resources share one rule (a
-/// rule matches every group with every resource it lists), in order of first appearance.
-fn rules(pairs: Vec<(String, Vec<String>)>, operations: &[&str]) -> Vec<RuleWithOperations> {
-    let mut merged: Vec<(Vec<String>, Vec<String>)> = Vec::new();
-    for (group, resources) in pairs {
-        match merged.iter_mut().find(|(_, r)| *r == resources) {
-            Some((groups, _)) => {
+/// Rules for `(group, resources, operations)`: groups with the same resources and operations
+/// share one rule (a rule matches every group with every resource it lists), in order of first
+/// appearance.
+fn rules(triples: Vec<(String, Vec<String>, Vec<String>)>) -> Vec<RuleWithOperations> {
+    let mut merged: Vec<(Vec<String>, Vec<String>, Vec<String>)> = Vec::new();
+    for (group, resources, operations) in triples {
+        match merged.iter_mut().find(|(_, r, o)| *r == resources && *o == operations) {
+            Some((groups, _, _)) => {
                 if !groups.contains(&group) {
                     groups.push(group);
                 }
             }
-            None => merged.push((vec![group], resources)),
+            None => merged.push((vec![group], resources, operations)),
         }
     }
     merged
         .into_iter()
-        .map(|(groups, resources)| RuleWithOperations {
+        .map(|(groups, resources, operations)| RuleWithOperations {
             api_groups: Some(groups),
             api_versions: Some(strings(&["*"])),
-            operations: Some(strings(operations)),
+            operations: Some(operations),
             resources: Some(resources),
             scope: Some("*".to_owned()),
         })
         .collect()
+}
+
+/// The operations of `rule` that the webhook sends, of those `allowed` (`CREATE`, …).
+fn rule_operations(rule: &ResourceRule, allowed: &[&str]) -> Vec<String> {
+    allowed
+        .iter()
+        .filter(|op| rule.operations.is_empty() || rule.operations.iter().any(|o| o.as_str() == **op))
+        .map(|op| (*op).to_owned())
+        .collect()
+}
+
+/// A policy's rules for one webhook: each resource rule with its operations among `allowed`;
+/// subresources are left out when `objects_only` (the mutating answer patches objects only).
+fn policy_rules(policy: &DriftPolicy, allowed: &[&str], objects_only: bool) -> Vec<RuleWithOperations> {
+    let triples = policy
+        .spec
+        .resources
+        .iter()
+        .filter_map(|r| {
+            let operations = rule_operations(r, allowed);
+            let mut resources = rule_resources(r);
+            if objects_only {
+                resources.retain(|res| !res.contains('/'));
+            }
+            (!operations.is_empty() && !resources.is_empty()).then(|| (r.group.clone(), resources, operations))
+        })
+        .collect();
+    rules(triples)
 }
 
 const VALIDATE_OPERATIONS: &[&str] = &["CREATE", "UPDATE", "DELETE"];
@@ -842,49 +873,62 @@ fn dns_label(name: &str) -> String {
     if trimmed.is_empty() { "policy".to_owned() } else { trimmed }
 }
 
-/// `<policy>.validate.driftgate.dev` for each policy, unique even where two names map to one label.
-fn validating_names(policies: &[DriftPolicy]) -> Vec<String> {
+/// `<policy>.<suffix>` for each policy, unique even where two names map to one label.
+fn webhook_names(policies: &[&DriftPolicy], suffix: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::with_capacity(policies.len());
     for p in policies {
         let base = dns_label(&p.metadata.name.0);
         let mut label = base.clone();
         let mut n = 2;
         while names.iter().any(|existing| existing.starts_with(&format!("{label}."))) {
-            let suffix = format!("-{n}");
-            label = format!("{}{suffix}", base.chars().take(63 - suffix.len()).collect::<String>());
+            let tail = format!("-{n}");
+            label = format!("{}{tail}", base.chars().take(63 - tail.len()).collect::<String>());
             n += 1;
         }
-        names.push(format!("{label}.{VALIDATE_WEBHOOK_SUFFIX}"));
+        names.push(format!("{label}.{suffix}"));
     }
     names
+}
+
+/// The path of a policy's endpoint: `/validate/<policy>`, the name percent-encoded.
+pub fn policy_path(endpoint: &str, policy: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    format!("/{endpoint}/{}", percent_encoding::utf8_percent_encode(policy, SEGMENT))
 }
 
 fn failure_policy(fail: bool) -> String {
     if fail { "Fail" } else { "Ignore" }.to_owned()
 }
 
-/// The validating and mutating webhook configurations for a policy set.
+/// A policy's namespace selector: never kube-system and driftgate's own namespace, nor the
+/// policy's excluded ones; only its included ones, if it lists any.
+fn policy_namespaces(policy: &DriftPolicy, never: &[String]) -> LabelSelector {
+    let spec = &policy.spec;
+    namespace_selector(
+        never.iter().cloned().chain(spec.namespaces.exclude.iter().map(|n| n.0.clone())).collect(),
+        spec.namespaces.include.iter().map(|n| n.0.clone()).collect(),
+    )
+}
+
+/// The validating and mutating webhook configurations for a policy set: a validating webhook
+/// for each policy, and a mutating one for each policy that repairs or stamps provenance.
 pub fn webhooks(policies: &[DriftPolicy], opts: &InstallOptions) -> Webhooks {
     let never = never_protected(&opts.namespace);
-    let validating: Vec<ValidatingWebhook> = policies
+    let all: Vec<&DriftPolicy> = policies.iter().collect();
+    let validating: Vec<ValidatingWebhook> = all
         .iter()
-        .zip(validating_names(policies))
+        .zip(webhook_names(&all, VALIDATE_WEBHOOK_SUFFIX))
         .map(|(p, name)| {
             let spec = &p.spec;
             let conditions = gitops_match_conditions(&spec.gitops);
             ValidatingWebhook {
                 name,
                 admission_review_versions: strings(&["v1"]),
-                client_config: client_config(opts, "/validate"),
-                rules: Some(rules(
-                    spec.resources.iter().map(|r| (r.group.clone(), rule_resources(r))).collect(),
-                    VALIDATE_OPERATIONS,
-                )),
+                client_config: client_config(opts, &policy_path("validate", &p.metadata.name.0)),
+                rules: Some(policy_rules(p, VALIDATE_OPERATIONS, false)),
                 match_conditions: (!conditions.is_empty()).then_some(conditions),
-                namespace_selector: Some(namespace_selector(
-                    never.iter().cloned().chain(spec.namespaces.exclude.iter().map(|n| n.0.clone())).collect(),
-                    spec.namespaces.include.iter().map(|n| n.0.clone()).collect(),
-                )),
+                namespace_selector: Some(policy_namespaces(p, &never)),
                 object_selector: Some(LabelSelector::default()),
                 match_policy: Some("Equivalent".to_owned()),
                 failure_policy: Some(failure_policy(matches!(spec.mode, Mode::Enforce | Mode::Repair))),
@@ -894,75 +938,37 @@ pub fn webhooks(policies: &[DriftPolicy], opts: &InstallOptions) -> Webhooks {
         })
         .collect();
 
-    let mutating = MutatingWebhook {
-        name: MUTATE_WEBHOOK.to_owned(),
-        admission_review_versions: strings(&["v1"]),
-        client_config: client_config(opts, "/mutate"),
-        rules: Some(mutating_rules(policies)),
-        match_conditions: None,
-        namespace_selector: Some(mutating_namespace_selector(policies, never)),
-        object_selector: Some(LabelSelector::default()),
-        match_policy: Some("Equivalent".to_owned()),
-        failure_policy: Some(failure_policy(policies.iter().any(|p| p.spec.mode == Mode::Repair))),
-        reinvocation_policy: Some("Never".to_owned()),
-        side_effects: "NoneOnDryRun".to_owned(),
-        timeout_seconds: Some(WEBHOOK_TIMEOUT_SECONDS),
-    };
+    let mutated: Vec<&DriftPolicy> = policies.iter().filter(|p| p.spec.needs_mutation()).collect();
+    let mutating: Vec<MutatingWebhook> = mutated
+        .iter()
+        .zip(webhook_names(&mutated, MUTATE_WEBHOOK_SUFFIX))
+        .map(|(p, name)| {
+            let spec = &p.spec;
+            // Provenance stamps every admitted write, GitOps's included; repair alone has nothing
+            // to do for the GitOps writers, so their requests stay in the kube-apiserver.
+            let conditions = if spec.provenance { Vec::new() } else { gitops_match_conditions(&spec.gitops) };
+            MutatingWebhook {
+                name,
+                admission_review_versions: strings(&["v1"]),
+                client_config: client_config(opts, &policy_path("mutate", &p.metadata.name.0)),
+                rules: Some(policy_rules(p, MUTATE_OPERATIONS, true)),
+                match_conditions: (!conditions.is_empty()).then_some(conditions),
+                namespace_selector: Some(policy_namespaces(p, &never)),
+                object_selector: Some(LabelSelector::default()),
+                match_policy: Some("Equivalent".to_owned()),
+                // Repair fails closed like enforce; stamping alone fails open.
+                failure_policy: Some(failure_policy(spec.mode == Mode::Repair)),
+                reinvocation_policy: Some("Never".to_owned()),
+                side_effects: "NoneOnDryRun".to_owned(),
+                timeout_seconds: Some(WEBHOOK_TIMEOUT_SECONDS),
+            }
+        })
+        .collect();
 
     Webhooks {
         validating: ValidatingWebhookConfiguration { metadata: meta(APP, None), webhooks: Some(validating) },
-        mutating: MutatingWebhookConfiguration { metadata: meta(APP, None), webhooks: Some(vec![mutating]) },
+        mutating: MutatingWebhookConfiguration { metadata: meta(APP, None), webhooks: Some(mutating) },
     }
-}
-
-/// The union of every policy's rules, objects only (the mutating answer
-/// patches objects, never subresources).
-fn mutating_rules(policies: &[DriftPolicy]) -> Vec<RuleWithOperations> {
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for r in policies.iter().flat_map(|p| &p.spec.resources) {
-        let resources: Vec<String> = rule_resources(r).into_iter().filter(|res| !res.contains('/')).collect();
-        match groups.iter_mut().find(|(g, _)| *g == r.group) {
-            Some((_, existing)) => {
-                for res in resources {
-                    if !existing.contains(&res) {
-                        existing.push(res);
-                    }
-                }
-            }
-            None => groups.push((r.group.clone(), resources)),
-        }
-    }
-    let pairs = groups
-        .into_iter()
-        .map(
-            |(group, resources)| {
-                if resources.iter().any(|r| r == "*") { (group, strings(&["*"])) } else { (group, resources) }
-            },
-        )
-        .collect();
-    rules(pairs, MUTATE_OPERATIONS)
-}
-
-/// The namespaces of the union of the policies: skipped where every policy excludes it, limited
-/// to the included ones only if every policy has an include list.
-fn mutating_namespace_selector(policies: &[DriftPolicy], never: Vec<String>) -> LabelSelector {
-    let excluded_by_all: Vec<String> = match policies.split_first() {
-        Some((first, rest)) => first
-            .spec
-            .namespaces
-            .exclude
-            .iter()
-            .filter(|ns| rest.iter().all(|p| p.spec.namespaces.exclude.contains(ns)))
-            .map(|ns| ns.0.clone())
-            .collect(),
-        None => Vec::new(),
-    };
-    let included = if policies.iter().all(|p| !p.spec.namespaces.include.is_empty()) {
-        policies.iter().flat_map(|p| &p.spec.namespaces.include).map(|ns| ns.0.clone()).collect()
-    } else {
-        Vec::new()
-    };
-    namespace_selector(never.into_iter().chain(excluded_by_all).collect(), included)
 }
 
 #[cfg(test)]
@@ -1006,6 +1012,7 @@ mod tests {
             group: "g".into(),
             kinds: kinds.iter().map(|k| policy::NonEmpty((*k).into())).collect(),
             resources: resources.iter().map(|k| policy::NonEmpty((*k).into())).collect(),
+            operations: vec![],
         };
         for (kinds, resources, want) in [
             (&[][..], &[][..], &["*", "*/scale"][..]),
@@ -1095,19 +1102,25 @@ mod tests {
             [("NotIn".to_owned(), s(&["kube-system", "driftgate"])), ("In".to_owned(), s(&["shop"]))]
         );
 
-        let m = &hooks.mutating.webhooks.unwrap()[0];
-        assert_eq!(m.failure_policy.as_deref(), Some("Fail"), "a repair policy makes the mutating webhook fail closed");
-        assert!(m.match_conditions.is_none());
-        let rules: Vec<(Vec<String>, Vec<String>)> =
-            m.rules.clone().unwrap().into_iter().map(|r| (r.api_groups.unwrap(), r.resources.unwrap())).collect();
-        assert_eq!(
-            rules,
-            [
-                (s(&["networking.istio.io"]), s(&["*"])),
-                (s(&["gateway.networking.k8s.io"]), s(&["httproutes"])),
-                (s(&["apps"]), s(&["deployments"])),
-            ]
-        );
+        let paths: Vec<String> = v.iter().map(|w| w.client_config.service.clone().unwrap().path.unwrap()).collect();
+        assert_eq!(paths, ["/validate/Mesh%20GitOps", "/validate/mesh-gitops", "/validate/fix"]);
+
+        // Only the repair policy needs the mutating webhook; it skips the GitOps writers.
+        let m = hooks.mutating.webhooks.unwrap();
+        assert_eq!(m.len(), 1);
+        let m = &m[0];
+        assert_eq!(m.name, "fix.mutate.driftgate.dev");
+        assert_eq!(m.client_config.service.clone().unwrap().path.as_deref(), Some("/mutate/fix"));
+        assert_eq!(m.failure_policy.as_deref(), Some("Fail"), "repair fails closed");
+        assert_eq!(m.match_conditions.as_ref().map(Vec::len), Some(3), "GitOps writers never reach it");
+        let rules: Vec<(Vec<String>, Vec<String>, Vec<String>)> = m
+            .rules
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.api_groups.unwrap(), r.resources.unwrap(), r.operations.unwrap()))
+            .collect();
+        assert_eq!(rules, [(s(&["apps"]), s(&["deployments"]), s(&["CREATE", "UPDATE"]))]);
         let ms: Vec<(String, Vec<String>)> = m
             .namespace_selector
             .clone()
@@ -1119,9 +1132,32 @@ mod tests {
             .collect();
         assert_eq!(
             ms,
-            [("NotIn".to_owned(), s(&["kube-system", "driftgate"]))],
-            "istio-system is not excluded by every policy"
+            [("NotIn".to_owned(), s(&["kube-system", "driftgate", "istio-system"])), ("In".to_owned(), s(&["shop"]))]
         );
+    }
+
+    #[test]
+    fn provenance_puts_gitops_writes_through_the_mutating_webhook_and_fails_open() {
+        let yaml = mk_policy("stamp", "enforce", "[{group: networking.istio.io}]", "{}") + "  provenance: true\n";
+        let hooks = webhooks(&mk_policies(&yaml), &InstallOptions::default());
+        let m = hooks.mutating.webhooks.unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].name, "stamp.mutate.driftgate.dev");
+        assert!(m[0].match_conditions.is_none(), "every admitted write is stamped, GitOps's too");
+        assert_eq!(m[0].failure_policy.as_deref(), Some("Ignore"));
+        let none = webhooks(&mk_policies(&mk_policy("p", "enforce", "[{group: g}]", "{}")), &InstallOptions::default());
+        assert_eq!(none.mutating.webhooks, Some(vec![]), "no policy repairs or stamps: no mutating webhook");
+    }
+
+    #[test]
+    fn rule_operations_narrow_the_webhook_rules() {
+        let yaml = mk_policy("ns", "enforce", "[{group: '', kinds: [Namespace], operations: [DELETE]}]", "{}");
+        let hooks = webhooks(&mk_policies(&yaml), &InstallOptions::default());
+        let rules = hooks.validating.webhooks.unwrap()[0].rules.clone().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].api_groups, Some(strings(&[""])));
+        assert_eq!(rules[0].resources, Some(strings(&["namespaces"])));
+        assert_eq!(rules[0].operations, Some(strings(&["DELETE"])));
     }
 
     #[test]

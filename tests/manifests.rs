@@ -146,7 +146,7 @@ fn webhooks_cover_the_default_policy_groups_and_skip_kube_system_and_driftgate()
     let m: MutatingWebhookConfiguration = of_kind(&docs, "MutatingWebhookConfiguration");
     assert_eq!(v.metadata.name.as_deref(), Some("driftgate"));
     let hooks = v.webhooks.unwrap();
-    assert_eq!(hooks.len(), 1, "one webhook per policy");
+    assert_eq!(hooks.len(), 2, "one webhook per policy");
     let w = &hooks[0];
     assert_eq!(w.name, "mesh-gitops.validate.driftgate.dev");
     let rules = w.rules.clone().unwrap();
@@ -165,7 +165,7 @@ fn webhooks_cover_the_default_policy_groups_and_skip_kube_system_and_driftgate()
     let service = w.client_config.service.clone().unwrap();
     assert_eq!(
         (service.namespace.as_str(), service.name.as_str(), service.path.as_deref(), service.port),
-        ("driftgate", "driftgate", Some("/validate"), Some(443))
+        ("driftgate", "driftgate", Some("/validate/mesh-gitops"), Some(443))
     );
     let selector = w.namespace_selector.clone().unwrap().match_expressions.unwrap();
     assert_eq!(selector.len(), 1);
@@ -174,15 +174,19 @@ fn webhooks_cover_the_default_policy_groups_and_skip_kube_system_and_driftgate()
     assert_eq!(selector[0].values.as_deref().unwrap(), ["kube-system", "driftgate"]);
     assert!(w.namespace_selector.as_ref().unwrap().match_labels.is_none(), "no label anyone could set opts out");
 
-    let mw = &m.webhooks.unwrap()[0];
-    assert_eq!(mw.name, "mutate.driftgate.dev");
-    assert!(mw.match_conditions.is_none(), "the mutating webhook stamps GitOps writes, so it sees them");
-    assert_eq!(mw.failure_policy.as_deref(), Some("Ignore"), "no policy repairs: stamping fails open");
-    assert_eq!(mw.reinvocation_policy.as_deref(), Some("Never"));
-    assert_eq!(mw.side_effects, "NoneOnDryRun");
-    assert_eq!(mw.client_config.service.as_ref().unwrap().path.as_deref(), Some("/mutate"));
-    let mgroups: Vec<String> = mw.rules.iter().flatten().flat_map(|r| r.api_groups.clone().unwrap()).collect();
-    assert_eq!(mgroups, DEFAULT_GROUPS);
+    // The tracked-namespace policy: DELETE of namespaces only.
+    let ns = &hooks[1];
+    assert_eq!(ns.name, "gitops-namespaces.validate.driftgate.dev");
+    let rules = ns.rules.clone().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].api_groups.as_deref().unwrap(), [""]);
+    assert_eq!(rules[0].resources.as_deref().unwrap(), ["namespaces"]);
+    assert_eq!(rules[0].operations.as_deref().unwrap(), ["DELETE"]);
+    assert!(ns.match_conditions.is_some(), "GitOps may delete its namespaces");
+
+    // No shipped policy repairs or stamps provenance: no mutating webhook, so a GitOps write
+    // makes no webhook call at all.
+    assert_eq!(m.webhooks, Some(vec![]));
 }
 
 #[test]
@@ -257,14 +261,12 @@ fn url_flag_gives_client_config_url_instead_of_the_service() {
     let docs = documents(&stdout);
     let v: ValidatingWebhookConfiguration = of_kind(&docs, "ValidatingWebhookConfiguration");
     let m: MutatingWebhookConfiguration = of_kind(&docs, "MutatingWebhookConfiguration");
-    for w in v.webhooks.unwrap() {
-        assert_eq!(w.client_config.url.as_deref(), Some("https://172.18.0.1:8443/validate"));
-        assert!(w.client_config.service.is_none());
-    }
-    for w in m.webhooks.unwrap() {
-        assert_eq!(w.client_config.url.as_deref(), Some("https://172.18.0.1:8443/mutate"));
-        assert!(w.client_config.service.is_none());
-    }
+    let urls: Vec<String> = v.webhooks.unwrap().into_iter().map(|w| w.client_config.url.unwrap()).collect();
+    assert_eq!(
+        urls,
+        ["https://172.18.0.1:8443/validate/mesh-gitops", "https://172.18.0.1:8443/validate/gitops-namespaces"]
+    );
+    assert_eq!(m.webhooks, Some(vec![]));
 }
 
 #[test]

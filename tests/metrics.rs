@@ -19,7 +19,7 @@ fn sample(text: &str, prefix: &str) -> f64 {
 async fn counts_requests_decisions_drift_and_bad_input_exactly() {
     let server = TestServer::start(DEFAULT_POLICY).await;
     let before = server.metrics().await;
-    assert_eq!(sample(&before, "driftgate_policies_loaded"), 1.0);
+    assert_eq!(sample(&before, "driftgate_policies_loaded"), 2.0);
     assert!(sample(&before, "driftgate_certificate_expiry_timestamp_seconds") > 1.7e9);
     assert_eq!(sample(&before, "driftgate_journal_healthy"), 1.0);
 

@@ -10,6 +10,11 @@ use serde_json::{Value, json};
 
 const EDIT: &str = "virtualservice-update-kubectl-edit-human.mutating.json";
 
+/// The default policies with provenance stamping switched on.
+fn with_provenance(policy: &str) -> String {
+    policy.replace("  breakGlass:", "  provenance: true\n  breakGlass:")
+}
+
 /// The object that lands: the request's object with the answer's patch applied.
 fn landed(review: &Value, answer: &Value) -> Value {
     let mut object = review["request"]["object"].clone();
@@ -32,7 +37,7 @@ async fn mutate(server: &TestServer, name: &str) -> (Value, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stamps_provenance_on_argocd_and_flux_writes() {
-    let server = TestServer::start(DEFAULT_POLICY).await;
+    let server = TestServer::start(&with_provenance(DEFAULT_POLICY)).await;
     let (review, answer) = mutate(&server, "virtualservice-create-argocd-kubectl-apply.mutating.json").await;
     assert_eq!(answer["response"]["allowed"], true);
     let mut expected = review["request"]["object"].clone();
@@ -60,13 +65,43 @@ async fn stamps_provenance_on_argocd_and_flux_writes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_already_stamped_reapply_gets_no_patch() {
-    let server = TestServer::start(DEFAULT_POLICY).await;
+    let server = TestServer::start(&with_provenance(DEFAULT_POLICY)).await;
     let (_, answer) = mutate(&server, "virtualservice-noop-put-argocd-derived-stamped.mutating.json").await;
     assert_eq!(answer["response"]["allowed"], true);
     assert!(answer["response"].get("patch").is_none(), "{answer}");
     // Unstamped, the same re-apply is stamped once.
     let (_, answer) = mutate(&server, "virtualservice-noop-put-argocd.mutating.json").await;
     assert!(answer["response"]["patch"].is_string());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stamps_nothing_unless_a_policy_asks_for_provenance() {
+    let server = TestServer::start(DEFAULT_POLICY).await;
+    for name in
+        ["virtualservice-create-argocd-kubectl-apply.mutating.json", "virtualservice-noop-put-argocd.mutating.json"]
+    {
+        let (_, answer) = mutate(&server, name).await;
+        assert_eq!(answer["response"]["allowed"], true);
+        assert!(answer["response"].get("patch").is_none(), "{name}: {answer}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stamps_every_admitted_write_so_the_stamp_is_never_stale() {
+    // A person's change that warn mode lets through is stamped with the person.
+    let server = TestServer::start(&with_provenance(&policy_with("warn", "all"))).await;
+    let (review, answer) = mutate(&server, EDIT).await;
+    let landed = landed(&review, &answer);
+    assert_eq!(landed["metadata"]["annotations"]["driftgate.dev/last-writer"], "alice@example.com");
+    assert_eq!(landed["metadata"]["annotations"]["driftgate.dev/gitops-app"], "argocd:mesh-config");
+    assert_eq!(landed["spec"], review["request"]["object"]["spec"], "only the stamp is added");
+    server.stop().await;
+    // A change enforce mode refuses is not stamped (the validating webhook refuses it).
+    let server = TestServer::start(&with_provenance(DEFAULT_POLICY)).await;
+    let (_, answer) = mutate(&server, EDIT).await;
+    assert!(answer["response"].get("patch").is_none(), "{answer}");
     server.stop().await;
 }
 

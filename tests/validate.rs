@@ -294,3 +294,109 @@ async fn every_denial_is_on_disk_when_its_answer_arrives() {
     assert_eq!(ids.len(), 40);
     assert_eq!(server.journal().len(), 40);
 }
+
+/// A second policy over the VirtualServices of namespace shop.
+const TEAM_POLICY: &str = "---
+apiVersion: driftgate.dev/v1alpha1
+kind: DriftPolicy
+metadata: {name: team-routes}
+spec:
+  resources: [{group: networking.istio.io, kinds: [VirtualService]}]
+  namespaces: {include: [shop]}
+  gitops: {serviceAccounts: [argocd/argocd-application-controller]}
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_policy_endpoint_judges_only_its_policy() {
+    let server = TestServer::start(&format!("{DEFAULT_POLICY}{TEAM_POLICY}")).await;
+    for policy in ["mesh-gitops", "team-routes"] {
+        let (status, answer) = server.post(&format!("/validate/{policy}"), fixture(EDIT), "application/json").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(response(&answer)["allowed"], false);
+    }
+    let journal = server.journal();
+    let policies: Vec<&str> = journal.iter().map(|e| e["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["mesh-gitops", "team-routes"], "one event per policy that judged the attempt");
+    // The tracked-namespace policy does not cover VirtualServices: its endpoint allows.
+    let (_, answer) = server.post("/validate/gitops-namespaces", fixture(EDIT), "application/json").await;
+    assert_eq!(response(&answer)["allowed"], true);
+    assert_eq!(server.journal().len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_that_is_not_loaded_allows_with_a_warning() {
+    let server = TestServer::start(DEFAULT_POLICY).await;
+    let (status, answer) = server.post("/validate/renamed%20policy", fixture(EDIT), "application/json").await;
+    assert_eq!(status, StatusCode::OK);
+    let r = response(&answer);
+    assert_eq!(r["allowed"], true);
+    assert_eq!(
+        r["warnings"][0],
+        "driftgate: policy renamed policy is not loaded, so nothing was checked; the webhook configuration is out of date (run `driftgate register`)"
+    );
+    assert!(server.journal().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allows_finishing_a_deletion_and_records_nothing() {
+    let server = TestServer::start(&policy_with("repair", "all")).await;
+    for name in [
+        "virtualservice-update-foreground-finalizer-removal-garbage-collector.validating.json",
+        "virtualservice-update-orphan-finalizer-removal-garbage-collector.validating.json",
+        "destinationrule-update-orphaning-garbage-collector.validating.json",
+        "virtualservice-update-finalizer-removal-kubectl-patch-human.validating.json",
+    ] {
+        for path in ["/validate", "/validate/mesh-gitops", "/mutate/mesh-gitops"] {
+            let (status, answer) = server.post(path, fixture(name), "application/json").await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(response(&answer)["allowed"], true, "{name} {path}: {answer}");
+            assert!(response(&answer).get("patch").is_none(), "never repaired: {name} {path}");
+        }
+    }
+    assert!(server.journal().is_empty(), "{:#?}", server.journal());
+    // Anything more than removing finalizers is still judged.
+    let (_, answer) = server
+        .validate_fixture(
+            "virtualservice-update-finalizer-removal-kubectl-patch-human-derived-spec-change.validating.json",
+        )
+        .await;
+    assert_eq!(response(&answer)["allowed"], false);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refuses_a_person_deleting_a_tracked_namespace() {
+    let server = TestServer::start(DEFAULT_POLICY).await;
+    let (_, answer) = server
+        .post(
+            "/validate/gitops-namespaces",
+            fixture("namespace-delete-kubectl-delete-human-derived-tracked.validating.json"),
+            "application/json",
+        )
+        .await;
+    let r = response(&answer);
+    assert_eq!(r["allowed"], false);
+    let id = r["auditAnnotations"]["drift-event-id"].as_str().unwrap();
+    assert_eq!(
+        r["status"]["message"],
+        format!(
+            "driftgate: Namespace doomed is managed by GitOps (Argo CD app platform); direct changes by alice@example.com are not allowed — change it in Git. Attempted: delete. Drift event {id}."
+        )
+    );
+    let e = &server.journal()[0];
+    assert_eq!(
+        e["resource"],
+        json!({"group": "", "version": "v1", "kind": "Namespace", "resource": "namespaces", "namespace": "", "name": "doomed"})
+    );
+    let (_, answer) = server
+        .post(
+            "/validate/gitops-namespaces",
+            fixture("namespace-delete-kubectl-delete-human.validating.json"),
+            "application/json",
+        )
+        .await;
+    assert_eq!(response(&answer)["allowed"], true, "an untracked namespace stays open");
+    server.stop().await;
+}

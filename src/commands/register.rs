@@ -84,7 +84,13 @@ pub async fn apply(client: Client, hooks: &Webhooks, dry_run: bool) -> Result<Ve
         name: name.to_owned(),
         error,
     })?;
-    let webhooks = |names: Vec<&str>| names.join(", ");
+    let webhooks = |names: Vec<&str>| {
+        if names.is_empty() {
+            "no webhooks (no policy repairs or stamps provenance)".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
     Ok(vec![
         format!(
             "{VALIDATING}/{name} serverside-applied{suffix}: {}",

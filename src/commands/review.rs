@@ -94,6 +94,10 @@ pub struct ReviewArgs {
     /// Only events about objects of this name (`*` wildcards; repeat for several)
     #[arg(long, value_name = "NAME")]
     pub name: Vec<Pattern>,
+    /// Only events of this policy (`*` wildcards; repeat for several): each policy that judges
+    /// an attempt records an event of its own
+    #[arg(long, value_name = "POLICY")]
+    pub policy: Vec<Pattern>,
     /// Only events of these decisions (repeat, or separate with commas)
     #[arg(long, value_name = "DECISION", value_enum, value_delimiter = ',')]
     pub decision: Vec<DecisionArg>,
@@ -408,6 +412,9 @@ pub struct EventFields<'a, S> {
     pub time: S,
     /// `denied`, `warned`, `audited`, `repaired` or `break-glass`.
     pub decision: S,
+    /// The policy that judged it.
+    #[serde(default)]
+    pub policy: S,
     /// `CREATE`, `UPDATE` or `DELETE`.
     #[serde(default)]
     pub operation: S,
@@ -436,6 +443,7 @@ impl<'a, S> EventFields<'a, S> {
         EventFields {
             time: f(self.time),
             decision: f(self.decision),
+            policy: f(self.policy),
             operation: f(self.operation),
             dry_run: self.dry_run,
             user: UserFields { username: f(u.username) },
@@ -607,6 +615,8 @@ pub struct Filter {
     pub kinds: Vec<Pattern>,
     /// Only events about objects of these names.
     pub names: Vec<Pattern>,
+    /// Only events of these policies.
+    pub policies: Vec<Pattern>,
     /// Only events of these decisions.
     pub decisions: Vec<DecisionArg>,
     /// Which dry runs.
@@ -630,6 +640,7 @@ impl Filter {
             namespaces: args.namespace.clone(),
             kinds: args.kind.clone(),
             names: args.name.clone(),
+            policies: args.policy.clone(),
             decisions: args.decision.clone(),
             dry_run,
         }
@@ -650,6 +661,7 @@ impl Filter {
             && any(&self.users, &event.user.username)
             && any(&self.namespaces, &r.namespace)
             && any(&self.names, &r.name)
+            && any(&self.policies, &event.policy)
             && (self.kinds.is_empty()
                 || self.kinds.iter().any(|p| p.matches_ignore_case(&r.kind) || p.matches_ignore_case(&r.resource)));
         if !shown || (self.since.is_none() && self.until.is_none()) {
@@ -934,8 +946,22 @@ struct Table {
 }
 
 const HEADERS: [&str; 7] = ["TIME", "DECISION", "USER", "OPERATION", "KIND", "OBJECT", "CHANGED"];
-/// Widths beyond which a column is not padded further (longer values still print in full).
-const MAX_WIDTHS: [usize; 6] = [30, 11, 48, 16, 40, 64];
+/// Widths of the columns at most; a longer value is shortened in the middle (`system:serviceaccount:…:controller`)
+/// so the columns stay aligned. `--format json` has every value whole.
+const MAX_WIDTHS: [usize; 6] = [30, 11, 56, 16, 40, 64];
+
+/// `cell` shortened to `max` characters, keeping its start and its end around a `…`.
+fn fit(cell: String, max: usize) -> String {
+    let len = cell.chars().count();
+    if len <= max {
+        return cell;
+    }
+    let tail = (max - 1) / 2;
+    let head = max - 1 - tail;
+    let start: String = cell.chars().take(head).collect();
+    let end: String = cell.chars().skip(len - tail).collect();
+    format!("{start}…{end}")
+}
 
 impl Table {
     fn new(color: bool) -> Self {
@@ -948,7 +974,7 @@ impl Table {
             _ => e.time.to_string(),
         };
         let operation = if e.dry_run { format!("{} dry-run", e.operation) } else { e.operation.to_string() };
-        self.rows.push([
+        let mut row = [
             time,
             e.decision.to_string(),
             e.user.username.to_string(),
@@ -956,7 +982,12 @@ impl Table {
             e.kind_label().into_owned(),
             e.object_ref(),
             e.changed(),
-        ]);
+        ];
+        // Every column but the last (CHANGED) has a width.
+        for (cell, max) in row.iter_mut().zip(MAX_WIDTHS) {
+            *cell = fit(std::mem::take(cell), max);
+        }
+        self.rows.push(row);
         if self.rows.len() >= TABLE_BLOCK {
             self.flush(out)?;
         }
@@ -969,8 +1000,7 @@ impl Table {
         }
         for row in &self.rows {
             for (i, width) in self.widths.iter_mut().enumerate() {
-                let len = row[i].chars().count().min(MAX_WIDTHS[i]);
-                *width = (*width).max(len);
+                *width = (*width).max(row[i].chars().count());
             }
         }
         if !self.header {
@@ -1028,6 +1058,7 @@ struct Summary {
     last: String,
     /// By decision, in the order of [`DECISIONS`], then any other.
     decisions: [u64; 6],
+    policies: Counts,
     users: Counts,
     resources: Counts,
     /// By day and decision, in day order. Events come in time order, so a new day is nearly
@@ -1086,6 +1117,7 @@ impl Summary {
             first: String::new(),
             last: String::new(),
             decisions: [0; 6],
+            policies: Counts::default(),
             users: Counts::default(),
             resources: Counts::default(),
             days: Vec::new(),
@@ -1116,6 +1148,7 @@ impl Summary {
         }
         self.last.clear();
         self.last.push_str(&e.time);
+        bump(&mut self.policies, &e.policy);
         bump(&mut self.users, &e.user.username);
         self.key.clear();
         let r = &e.resource;
@@ -1154,7 +1187,9 @@ impl Summary {
         if self.decisions[DECISIONS.len()] > 0 {
             writeln!(out, "  {:<12} {:>9}", "other", self.decisions[DECISIONS.len()])?;
         }
-        for (title, map) in [("top users", &self.users), ("most-drifted resources", &self.resources)] {
+        for (title, map) in
+            [("by policy", &self.policies), ("top users", &self.users), ("most-drifted resources", &self.resources)]
+        {
             writeln!(out)?;
             let top = top_n(map, self.top);
             writeln!(out, "{title} ({} of {}):", top.len(), map.len())?;
@@ -1525,7 +1560,8 @@ mod tests {
         let t = "2026-11-23T11:00:00Z";
         let alice = mk_line("alice@example.com", "shop", "VirtualService", "denied", t, false);
         let bob_dry = mk_line("bob", "payments", "Gateway", "warned", t, true);
-        let old = mk_line("carol", "shop", "VirtualService", "audited", "2026-11-20T11:00:00Z", false);
+        let old = mk_line("carol", "shop", "VirtualService", "audited", "2026-11-20T11:00:00Z", false)
+            .replace("\"policy\":\"mesh-gitops\"", "\"policy\":\"team-routes\"");
         let cases: &[(&[&str], &[bool; 3])] = &[
             (&[], &[true, false, true]),
             (&["--dry-run"], &[true, true, true]),
@@ -1538,6 +1574,8 @@ mod tests {
             (&["--kind", "gateway", "--dry-run"], &[false, true, false]),
             (&["--name", "rev*"], &[true, false, true]),
             (&["--name", "other"], &[false, false, false]),
+            (&["--policy", "team-*"], &[false, false, true]),
+            (&["--policy", "mesh-gitops", "--dry-run"], &[true, true, false]),
             (&["--decision", "denied,audited"], &[true, false, true]),
             (&["--decision", "audited", "--decision", "warned", "--dry-run"], &[false, true, true]),
             (&["--since", "24h"], &[true, false, false]),
@@ -1574,6 +1612,29 @@ mod tests {
             assert_eq!(day_of(time).unwrap(), want, "{time}");
         }
         assert!(day_of("23/11/2026").is_err());
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_the_middle_so_columns_stay_aligned() {
+        assert_eq!(fit("short".into(), 10), "short");
+        let sa = "system:serviceaccount:progressive-delivery:argo-rollouts-controller-manager".to_owned();
+        let fitted = fit(sa, 56);
+        assert_eq!(fitted.chars().count(), 56);
+        assert!(fitted.starts_with("system:serviceaccount:") && fitted.ends_with("controller-manager"), "{fitted}");
+        let mut table = Table::new(false);
+        let mut out = Vec::new();
+        for user in ["alice@example.com", "system:serviceaccount:progressive-delivery:argo-rollouts-controller-manager"]
+        {
+            let line = mk_line(user, "shop", "VirtualService", "denied", "2026-11-24T00:12:02Z", false);
+            table.push(&mk_event(&line), &mut out).unwrap();
+        }
+        table.flush(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let columns: Vec<usize> = text
+            .lines()
+            .map(|l| l[..l.find("UPDATE").or_else(|| l.find("OPERATION")).unwrap()].chars().count())
+            .collect();
+        assert!(columns.windows(2).all(|w| w[0] == w[1]), "misaligned:\n{text}");
     }
 
     #[test]

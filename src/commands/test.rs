@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Deserialize;
 
-use crate::decide::{self, DecideError, Decision, Verdict};
+use crate::decide::{self, DecideError, Decision, Judges, Verdict};
 use crate::policy::{self, LoadError, PolicySet};
 use crate::review::{self, ReviewError};
 
@@ -163,19 +163,46 @@ pub fn expected(case: &Case) -> String {
     if parts.is_empty() { case.decision.to_string() } else { format!("{} ({})", case.decision, parts.join(", ")) }
 }
 
-/// The verdict for one AdmissionReview file, as the server's `/validate` would decide it.
-pub fn replay(set: &PolicySet, path: &Path) -> Result<(Verdict, String), TestError> {
+/// The verdict for one AdmissionReview file, as the server's `/validate` (every policy, the most
+/// severe verdict wins) or `/validate/<policy>` (`judges`) would decide it, and the head of its
+/// message.
+pub fn replay(set: &PolicySet, path: &Path, judges: Judges<'_>) -> Result<(Verdict, String), TestError> {
+    Ok(replay_each(set, path, &[judges])?.remove(0))
+}
+
+/// The verdicts of one AdmissionReview file for each of `judges`.
+fn replay_each(set: &PolicySet, path: &Path, judges: &[Judges<'_>]) -> Result<Vec<(Verdict, String)>, TestError> {
     let body = std::fs::read(path).map_err(|e| TestError::Read { path: path.to_owned(), reason: e.to_string() })?;
     let parsed = review::parse(&body)
         .map_err(|e: ReviewError| TestError::Review { path: path.to_owned(), reason: e.to_string() })?;
-    let verdict = decide::decide(set, &parsed.request)
-        .map_err(|e: DecideError| TestError::Decide { path: path.to_owned(), reason: e.to_string() })?;
-    let message = if verdict.decision.is_drift() {
-        head(verdict.message(&parsed.request.user_info, "(none: offline)").trim_start_matches("driftgate: "))
-    } else {
-        String::new()
-    };
-    Ok((verdict, message))
+    judges
+        .iter()
+        .map(|judges| {
+            let verdict = decide::decide_by(set, &parsed.request, *judges)
+                .map_err(|e: DecideError| TestError::Decide { path: path.to_owned(), reason: e.to_string() })?;
+            let message = if verdict.decision.is_drift() {
+                head(verdict.message(&parsed.request.user_info, "(none: offline)").trim_start_matches("driftgate: "))
+            } else {
+                String::new()
+            };
+            Ok((verdict, message))
+        })
+        .collect()
+}
+
+/// What a cluster with the generated configuration does with one AdmissionReview file: the
+/// verdict of each policy that judges it (one webhook each), or, when none does (a built-in
+/// rule, an unprotected kind), the one verdict that says why.
+pub fn replay_as_registered(set: &PolicySet, path: &Path) -> Result<Vec<(Verdict, String)>, TestError> {
+    let names: Vec<&str> = set.policies().map(|p| p.metadata.name.0.as_str()).collect();
+    let each: Vec<Judges<'_>> = names.iter().map(|n| Judges::Policy(n)).collect();
+    let judged: Vec<(Verdict, String)> = replay_each(set, path, &each)?
+        .into_iter()
+        .zip(&names)
+        .filter(|((v, _), name)| v.policy.as_deref() == Some(**name))
+        .map(|(row, _)| row)
+        .collect();
+    if judged.is_empty() { replay(set, path, Judges::All).map(|row| vec![row]) } else { Ok(judged) }
 }
 
 /// The first [`MESSAGE_HEAD`] characters of a message.
@@ -219,15 +246,19 @@ pub fn run(args: &TestArgs) -> ExitCode {
     let mut out = io::stdout().lock();
     for file in &args.files {
         if file.extension().is_some_and(|e| e == "json") {
-            let row = policies.get(&args.policies, &args.namespace).and_then(|set| replay(set, file));
-            match row {
-                Ok((v, message)) => rows.push([
-                    file.display().to_string(),
-                    v.decision.as_str().to_owned(),
-                    v.policy.unwrap_or_else(|| "-".to_owned()),
-                    v.rule,
-                    message,
-                ]),
+            let judged = policies.get(&args.policies, &args.namespace).and_then(|set| replay_as_registered(set, file));
+            match judged {
+                Ok(verdicts) => {
+                    for (v, message) in verdicts {
+                        rows.push([
+                            file.display().to_string(),
+                            v.decision.as_str().to_owned(),
+                            v.policy.unwrap_or_else(|| "-".to_owned()),
+                            v.rule,
+                            message,
+                        ]);
+                    }
+                }
                 Err(e) => error(&mut tally, &e),
             }
         } else {
@@ -269,7 +300,9 @@ fn run_test_file(file: &Path, args: &TestArgs, policies: &mut Policies, tally: &
             i + 1,
             case.name.clone().unwrap_or_else(|| case.review.display().to_string())
         );
-        let (line, ok) = match replay(set, &base.join(&case.review)) {
+        // A case that names a policy is judged by that policy alone, as its webhook would.
+        let judges = case.policy.as_deref().map_or(Judges::All, Judges::Policy);
+        let (line, ok) = match replay(set, &base.join(&case.review), judges) {
             Ok((verdict, message)) => {
                 let got = format!(
                     "{} (policy {}, rule {})",
@@ -368,24 +401,59 @@ mod tests {
     fn replays_a_captured_edit_as_the_server_decides_it() {
         let set = mk_set();
         let (v, message) =
-            replay(&set, &repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json")).unwrap();
+            replay(&set, &repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json"), Judges::All)
+                .unwrap();
         assert_eq!(
             (v.decision.as_str(), v.policy.as_deref(), v.rule.as_str()),
             ("denied", Some("mesh-gitops"), "protected")
         );
         assert!(message.starts_with("VirtualService shop/reviews is managed by GitOps"), "{message}");
         assert!(message.chars().count() <= MESSAGE_HEAD + 1);
-        let (v, message) =
-            replay(&set, &repo("tests/fixtures/virtualservice-create-argocd-kubectl-apply.validating.json")).unwrap();
+        let (v, message) = replay(
+            &set,
+            &repo("tests/fixtures/virtualservice-create-argocd-kubectl-apply.validating.json"),
+            Judges::All,
+        )
+        .unwrap();
         assert_eq!(v.decision.as_str(), "allowed");
         assert!(message.is_empty());
+    }
+
+    #[test]
+    fn replays_as_registered_one_verdict_per_judging_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(repo("policies/default.yaml"), dir.path().join("default.yaml")).unwrap();
+        std::fs::write(
+            dir.path().join("team.yaml"),
+            "apiVersion: driftgate.dev/v1alpha1\nkind: DriftPolicy\nmetadata: {name: team-routes}\nspec:\n  resources: [{group: networking.istio.io, kinds: [VirtualService]}]\n  gitops: {users: [ci]}\n",
+        )
+        .unwrap();
+        let set = PolicySet::new(policy::load_dir(dir.path()).unwrap(), &["driftgate".to_owned()]);
+        let edit = replay_as_registered(
+            &set,
+            &repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json"),
+        )
+        .unwrap();
+        let got: Vec<(&str, Option<&str>)> =
+            edit.iter().map(|(v, _)| (v.decision.as_str(), v.policy.as_deref())).collect();
+        assert_eq!(got, [("denied", Some("mesh-gitops")), ("denied", Some("team-routes"))]);
+        let gc = replay_as_registered(
+            &set,
+            &repo(
+                "tests/fixtures/virtualservice-update-foreground-finalizer-removal-garbage-collector.validating.json",
+            ),
+        )
+        .unwrap();
+        assert_eq!(gc.len(), 1);
+        assert_eq!((gc[0].0.decision, gc[0].0.rule.as_str()), (Decision::Allowed, "builtin:finalizer-removal"));
     }
 
     #[test]
     fn names_every_difference_from_the_expectation() {
         let set = mk_set();
         let (v, _) =
-            replay(&set, &repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json")).unwrap();
+            replay(&set, &repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json"), Judges::All)
+                .unwrap();
         let cases: &[(Case, &[&str])] = &[
             (mk_case(Decision::Denied, None, None), &[]),
             (mk_case(Decision::Denied, Some("mesh-gitops"), Some("protected")), &[]),
@@ -417,7 +485,7 @@ mod tests {
         std::fs::write(&bad, "{\"kind\":\"Pod\"}").unwrap();
         let cases = [(bad, "failed to parse"), (dir.path().join("missing.json"), "failed to read")];
         for (path, want) in cases {
-            let e = replay(&set, &path).unwrap_err().to_string();
+            let e = replay(&set, &path, Judges::All).unwrap_err().to_string();
             assert!(e.starts_with(want), "{e}");
         }
     }

@@ -61,15 +61,21 @@ impl Changes {
     }
 }
 
+/// Annotations that are not anyone's change: client-side apply's copy of its input, and the
+/// provenance stamps driftgate's mutating webhook writes itself.
+pub const MANAGED_ANNOTATIONS: &[&str] = &[LAST_APPLIED, super::tracking::LAST_WRITER, super::tracking::GITOPS_APP];
+
 /// Removes server-managed metadata in place (managedFields, resourceVersion, generation,
-/// creationTimestamp, uid, the last-applied annotation).
+/// creationTimestamp, uid, the last-applied annotation, driftgate's provenance stamps).
 pub fn normalise(object: &mut Value) {
     let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else { return };
     for key in SERVER_MANAGED {
         meta.remove(*key);
     }
     if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
-        annotations.remove(LAST_APPLIED);
+        for key in MANAGED_ANNOTATIONS {
+            annotations.remove(*key);
+        }
         if annotations.is_empty() {
             meta.remove("annotations");
         }

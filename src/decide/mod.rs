@@ -11,6 +11,7 @@
 //! must let a request through for it to pass.
 
 pub mod changes;
+pub mod lifecycle;
 pub mod mutate;
 pub mod tracking;
 
@@ -33,6 +34,17 @@ pub enum Endpoint {
     Validate,
     /// The mutating webhook (`/mutate`), which can repair and stamp provenance.
     Mutate,
+}
+
+/// Which policies judge a request: every policy that covers it (`/validate`, `/mutate`, written
+/// for hand-made configurations), or the one a generated webhook was registered for
+/// (`/validate/<policy>`, `/mutate/<policy>`), so one attempt gives one event per policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judges<'a> {
+    /// Every policy that covers the request; the most severe verdict wins.
+    All,
+    /// The named policy alone.
+    Policy(&'a str),
 }
 
 /// What happens to a request. Its names (`denied`, `break-glass`, …) are those of drift events
@@ -121,8 +133,6 @@ pub struct Verdict {
     pub namespace: String,
     /// The object's name (from `oldObject` for DeleteCollection).
     pub name: String,
-    /// Whether the writer is a GitOps writer of the deciding policy.
-    pub by_gitops: bool,
 }
 
 /// Why a request could not be decided: its objects are not readable JSON objects.
@@ -150,9 +160,9 @@ impl Verdict {
             not_exempt: Vec::new(),
             reason: None,
             kind,
-            namespace: req.namespace.clone(),
+            // A Namespace is cluster-scoped, whatever the request's namespace field says.
+            namespace: if is_namespace_object(req) { String::new() } else { req.namespace.clone() },
             name: req.name.clone(),
-            by_gitops: false,
         }
     }
 
@@ -252,9 +262,27 @@ impl Objects {
     }
 }
 
+/// Whether the request is about a Namespace object itself.
+fn is_namespace_object(req: &AdmissionRequest<'_>) -> bool {
+    req.resource.group.is_empty() && req.resource.resource == "namespaces"
+}
+
+/// The namespace a request is in: a Namespace object counts as being in itself.
+fn namespace_of<'r>(req: &'r AdmissionRequest<'_>) -> &'r str {
+    if is_namespace_object(req) && !req.name.is_empty() { &req.name } else { &req.namespace }
+}
+
+/// The rule named when the policy a webhook was registered for is not loaded.
+pub const UNKNOWN_POLICY: &str = "unknown-policy";
+
 /// Decides a request against a policy set, as the validating webhook answers it.
 pub fn decide(set: &PolicySet, req: &AdmissionRequest<'_>) -> Result<Verdict, DecideError> {
-    decide_at(set, req, Endpoint::Validate).map(|(verdict, _)| verdict)
+    decide_by(set, req, Judges::All)
+}
+
+/// Decides a request as the validating webhook of `judges` answers it.
+pub fn decide_by(set: &PolicySet, req: &AdmissionRequest<'_>, judges: Judges<'_>) -> Result<Verdict, DecideError> {
+    decide_at(set, req, Endpoint::Validate, judges).map(|(verdict, _)| verdict)
 }
 
 /// Decides a request as `endpoint` answers it; also gives the parsed objects when a rule
@@ -263,9 +291,19 @@ pub(crate) fn decide_at(
     set: &PolicySet,
     req: &AdmissionRequest<'_>,
     endpoint: Endpoint,
+    judges: Judges<'_>,
 ) -> Result<(Verdict, Option<Objects>), DecideError> {
     let mut ids = Vec::new();
-    set.matching(&req.resource.group, &req.kind.kind, &req.resource.resource, &req.namespace, &mut ids);
+    let namespace = namespace_of(req);
+    set.matching(&req.resource.group, &req.kind.kind, &req.resource.resource, namespace, req.operation, &mut ids);
+    if let Judges::Policy(name) = judges {
+        let Some(only) = set.index_of(name) else {
+            let mut v = Verdict::new(req, Decision::Allowed, UNKNOWN_POLICY);
+            v.policy = Some(name.to_owned());
+            return Ok((v, None));
+        };
+        ids.retain(|&i| i == only);
+    }
     if ids.is_empty() {
         return Ok((Verdict::new(req, Decision::Allowed, "unprotected"), None));
     }
@@ -273,6 +311,22 @@ pub(crate) fn decide_at(
         return Ok((Verdict::new(req, Decision::Allowed, rule), None));
     }
     let mut objects: Option<Objects> = None;
+    if lifecycle::worth_checking(req) {
+        let loaded = Objects::load(req)?;
+        let rule = match (&loaded.old, &loaded.new) {
+            (Some(old), Some(new)) => lifecycle::allows(&req.user_info.username, old, new),
+            _ => None,
+        };
+        match rule {
+            Some(lifecycle::Lifecycle::FinalizerRemoval) => {
+                return Ok((Verdict::new(req, Decision::Allowed, "builtin:finalizer-removal"), None));
+            }
+            Some(lifecycle::Lifecycle::Orphaning) => {
+                return Ok((Verdict::new(req, Decision::Allowed, "builtin:garbage-collector-orphaning"), None));
+            }
+            None => objects = Some(loaded),
+        }
+    }
     let mut best: Option<Verdict> = None;
     for policy in ids.iter().filter_map(|&i| set.get(i)) {
         let verdict = evaluate(policy, req, endpoint, &mut objects)?;
@@ -292,7 +346,7 @@ pub(crate) fn decide_at(
 
 /// Rules that hold whatever the policies say.
 fn builtin(set: &PolicySet, req: &AdmissionRequest<'_>) -> Option<&'static str> {
-    if set.is_never_protected(&req.namespace) {
+    if set.is_never_protected(namespace_of(req)) {
         return Some("builtin:never-protected-namespace");
     }
     if req.operation == Operation::Connect {
@@ -336,9 +390,7 @@ fn evaluate(
         v
     };
     if let Some(who) = spec.gitops.matching(&req.user_info) {
-        let mut v = decided(Decision::Allowed, format!("gitops:{who}"));
-        v.by_gitops = true;
-        return Ok(v);
+        return Ok(decided(Decision::Allowed, format!("gitops:{who}")));
     }
     if objects.is_none() {
         *objects = Some(Objects::load(req)?);

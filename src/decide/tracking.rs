@@ -16,6 +16,11 @@ pub const FLUX_HELM_NAME: &str = "helm.toolkit.fluxcd.io/name";
 /// Flux helm-controller's owner namespace label.
 pub const FLUX_HELM_NAMESPACE: &str = "helm.toolkit.fluxcd.io/namespace";
 
+/// The annotation that names the identity that last wrote an object (policies with `provenance`).
+pub const LAST_WRITER: &str = "driftgate.dev/last-writer";
+/// The annotation that names the GitOps application that owns an object (`argocd:mesh-config`).
+pub const GITOPS_APP: &str = "driftgate.dev/gitops-app";
+
 /// The GitOps tool and application that track an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GitOpsRef {

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use super::AppState;
-use crate::decide::{self, Decision, Endpoint};
+use crate::decide::{self, Decision, Endpoint, Judges};
 use crate::event::DriftEvent;
 use crate::metrics::{DriftLabels, RequestLabels};
 use crate::review::{self, AdmissionResponse};
@@ -82,18 +82,43 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// `POST /validate`: answers an AdmissionReview for the validating webhook.
+/// `POST /validate`: answers an AdmissionReview for the validating webhook, judged by every
+/// policy that covers it.
 pub async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    admit(&state, request, Endpoint::Validate).await
+    admit(&state, request, Endpoint::Validate, None).await
+}
+
+/// `POST /validate/<policy>`: as `/validate`, judged by the named policy alone (what the
+/// generated configurations call: one webhook, and one drift event, per policy).
+pub async fn validate_policy(
+    State(state): State<Arc<AppState>>,
+    Path(policy): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    admit(&state, request, Endpoint::Validate, Some(policy)).await
 }
 
 /// `POST /mutate`: answers an AdmissionReview for the mutating webhook, with a JSONPatch when
 /// it stamps provenance or repairs.
 pub async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    admit(&state, request, Endpoint::Mutate).await
+    admit(&state, request, Endpoint::Mutate, None).await
 }
 
-async fn admit(state: &AppState, request: Request, endpoint: Endpoint) -> Result<Response, ApiError> {
+/// `POST /mutate/<policy>`: as `/mutate`, for the named policy alone.
+pub async fn mutate_policy(
+    State(state): State<Arc<AppState>>,
+    Path(policy): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    admit(&state, request, Endpoint::Mutate, Some(policy)).await
+}
+
+async fn admit(
+    state: &AppState,
+    request: Request,
+    endpoint: Endpoint,
+    policy: Option<String>,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let path = match endpoint {
         Endpoint::Validate => "validate",
@@ -106,7 +131,11 @@ async fn admit(state: &AppState, request: Request, endpoint: Endpoint) -> Result
             "a client certificate signed by the configured client CA is required",
         ))
     } else {
-        match tokio::time::timeout(state.request_timeout, admit_inner(state, request, endpoint, path)).await {
+        let judges = match &policy {
+            Some(name) => Judges::Policy(name),
+            None => Judges::All,
+        };
+        match tokio::time::timeout(state.request_timeout, admit_inner(state, request, endpoint, judges, path)).await {
             Ok(result) => result,
             Err(_) => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -130,6 +159,7 @@ async fn admit_inner(
     state: &AppState,
     request: Request,
     endpoint: Endpoint,
+    judges: Judges<'_>,
     path: &'static str,
 ) -> Result<(Vec<u8>, RequestLabels), ApiError> {
     check_content_type(&request)?;
@@ -148,7 +178,7 @@ async fn admit_inner(
         decision = Empty,
         policy = Empty,
     );
-    let (answer, decision) = answer(state, &review, endpoint).instrument(span).await?;
+    let (answer, decision) = answer(state, &review, endpoint, judges).instrument(span).await?;
     let labels = RequestLabels {
         endpoint: path,
         operation: req.operation.as_str(),
@@ -158,19 +188,21 @@ async fn admit_inner(
     Ok((answer, labels))
 }
 
-/// Decides, journals drift durably, and builds the AdmissionReview answer.
+/// Decides, journals drift durably, and builds the AdmissionReview answer; gives the answer and
+/// the decision it carries out (the mutating webhook never refuses: the validating one does).
 async fn answer(
     state: &AppState,
     review: &review::Review<'_>,
     endpoint: Endpoint,
+    judges: Judges<'_>,
 ) -> Result<(Vec<u8>, Decision), ApiError> {
     let req = &review.request;
     let span = tracing::Span::current();
     let bad = |e: decide::DecideError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
     let (verdict, patch) = match endpoint {
-        Endpoint::Validate => (decide::decide(&state.policies.load(), req).map_err(bad)?, None),
+        Endpoint::Validate => (decide::decide_by(&state.policies.load(), req, judges).map_err(bad)?, None),
         Endpoint::Mutate => {
-            let m = decide::mutate::mutate(&state.policies.load(), req).map_err(bad)?;
+            let m = decide::mutate::mutate_by(&state.policies.load(), req, judges).map_err(bad)?;
             (m.verdict, Some(m.patch))
         }
     };
@@ -211,13 +243,26 @@ async fn answer(
             Decision::Warned | Decision::BreakGlass | Decision::Repaired => answer.warn(event.message),
             Decision::Audited | Decision::Allowed => answer,
         };
+    } else if verdict.rule == decide::UNKNOWN_POLICY {
+        // The webhook configuration names a policy that is not loaded (changed policies, not
+        // re-registered): nothing protects the request, so say so instead of failing everyone.
+        let policy = verdict.policy.as_deref().unwrap_or_default();
+        tracing::error!(%policy, "a webhook calls a policy that is not loaded; run `driftgate register` again");
+        answer = answer.warn(format!(
+            "driftgate: policy {policy} is not loaded, so nothing was checked; the webhook configuration is out of date (run `driftgate register`)"
+        ));
     } else {
         tracing::debug!(rule = %verdict.rule, "allowed");
     }
     if let Some(patch) = &patch {
         answer = answer.with_patch(patch);
     }
-    Ok((answer.into_body(review.version), verdict.decision))
+    let answered = match (endpoint, verdict.decision) {
+        (Endpoint::Mutate, Decision::Repaired) => Decision::Repaired,
+        (Endpoint::Mutate, _) => Decision::Allowed,
+        (Endpoint::Validate, decision) => decision,
+    };
+    Ok((answer.into_body(review.version), answered))
 }
 
 fn json_response(body: Vec<u8>) -> Response {

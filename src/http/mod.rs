@@ -30,7 +30,7 @@ use crate::config::Settings;
 use crate::journal::{Journal, JournalConfig, JournalObserver};
 use crate::metrics::Metrics;
 use crate::policy::{self, LoadError, PolicySet};
-use crate::sinks::events::{EventSink, EventSinkConfig};
+use crate::sinks::events::{Connected, EventSink, EventSinkConfig, SinkError};
 
 /// A TLS handshake must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,6 +54,9 @@ pub enum ServeError {
     /// rustls refused the configuration.
     #[error("failed to configure TLS: {0}")]
     Rustls(#[from] rustls::Error),
+    /// `--events on`, and Events cannot be sent.
+    #[error(transparent)]
+    Events(#[from] SinkError),
     /// The address could not be bound.
     #[error("failed to listen on {addr}: {source}")]
     Bind {
@@ -151,11 +154,13 @@ impl Server {
         let policies = Arc::new(ArcSwap::from_pointee(policies));
         let reload_stats = Arc::new(reload::ReloadStats::default());
         register_readings(&metrics, &policies, &journal, &tls_stats, &reload_stats);
-        let events = match EventSink::in_cluster(EventSinkConfig::default()) {
-            Ok(sink) => sink.map(Arc::new),
-            Err(e) => {
-                // Events are a convenience; the journal has every drift event.
-                tracing::error!(error = %e, "Kubernetes Events are off");
+        let events = match EventSink::connect(settings.events, EventSinkConfig::default()).await? {
+            Connected::On(sink, target) => {
+                tracing::info!(cluster = %target.cluster, via = %target.source, "Kubernetes Events on");
+                Some(Arc::new(sink))
+            }
+            Connected::Off(reason) => {
+                tracing::info!(%reason, "Kubernetes Events off");
                 None
             }
         };
@@ -417,7 +422,9 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/validate", post(handlers::validate))
+        .route("/validate/{policy}", post(handlers::validate_policy))
         .route("/mutate", post(handlers::mutate))
+        .route("/mutate/{policy}", post(handlers::mutate_policy))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .with_state(state)

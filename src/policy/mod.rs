@@ -134,6 +134,17 @@ pub struct PolicySpec {
     /// How an emergency change gets through (always recorded).
     #[serde(default)]
     pub break_glass: BreakGlass,
+    /// Stamp `driftgate.dev/last-writer` (and the GitOps app) on every admitted write through
+    /// the mutating webhook. Off by default: it puts a webhook call on every GitOps write.
+    #[serde(default)]
+    pub provenance: bool,
+}
+
+impl PolicySpec {
+    /// Whether the policy needs the mutating webhook: to repair, or to stamp provenance.
+    pub fn needs_mutation(&self) -> bool {
+        self.mode == Mode::Repair || self.provenance
+    }
 }
 
 /// How a policy answers an out-of-band change.
@@ -196,6 +207,16 @@ pub struct ResourceRule {
     /// Plural resource names (`deployments`), which also match their subresources (`deployments/scale`).
     #[serde(default)]
     pub resources: Vec<NonEmpty>,
+    /// The operations protected (`CREATE`, `UPDATE`, `DELETE`); empty for all.
+    #[serde(default)]
+    pub operations: Vec<Operation>,
+}
+
+impl ResourceRule {
+    /// Whether the rule protects `operation`.
+    pub fn covers(&self, operation: Operation) -> bool {
+        self.operations.is_empty() || self.operations.contains(&operation)
+    }
 }
 
 /// Namespaces a policy applies in.

@@ -5,8 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::DriftPolicy;
 use super::load::Loaded;
+use super::{DriftPolicy, ResourceRule};
+use crate::review::Operation;
 
 /// Namespaces that are never protected, whatever the policies say: a webhook that guards
 /// kube-system or its own namespace can lock a cluster out.
@@ -14,10 +15,26 @@ pub const NEVER_PROTECTED_DEFAULT: &[&str] = &["kube-system"];
 
 const ANY: &str = "*";
 
+/// A policy index with the operations its rule protects (a bit per [`Operation`]).
+type Entry = (usize, u8);
+
+fn bit(operation: Operation) -> u8 {
+    match operation {
+        Operation::Create => 1,
+        Operation::Update => 2,
+        Operation::Delete => 4,
+        Operation::Connect => 8,
+    }
+}
+
+fn mask(rule: &ResourceRule) -> u8 {
+    if rule.operations.is_empty() { u8::MAX } else { rule.operations.iter().fold(0, |m, op| m | bit(*op)) }
+}
+
 #[derive(Debug, Default)]
 struct Bucket {
-    any_namespace: Vec<usize>,
-    by_namespace: HashMap<String, Vec<usize>>,
+    any_namespace: Vec<Entry>,
+    by_namespace: HashMap<String, Vec<Entry>>,
 }
 
 /// An immutable, indexed set of policies. Share it behind an `Arc`.
@@ -50,13 +67,14 @@ impl PolicySet {
                 } else {
                     rule.kinds.iter().chain(&rule.resources).map(|n| n.0.as_str()).collect()
                 };
+                let entry = (i, mask(rule));
                 for name in names {
                     let bucket = set.index.entry(rule.group.clone()).or_default().entry(name.to_owned()).or_default();
                     if spec.namespaces.include.is_empty() {
-                        bucket.any_namespace.push(i);
+                        bucket.any_namespace.push(entry);
                     } else {
                         for ns in &spec.namespaces.include {
-                            bucket.by_namespace.entry(ns.0.clone()).or_default().push(i);
+                            bucket.by_namespace.entry(ns.0.clone()).or_default().push(entry);
                         }
                     }
                 }
@@ -91,19 +109,32 @@ impl PolicySet {
         self.never_protected.contains(namespace)
     }
 
-    /// The policies that protect `group`'s `kind` (or plural `resource`) in `namespace`, in load
-    /// order, each once. `out` is cleared first; passing it in lets callers reuse its buffer.
-    pub fn matching(&self, group: &str, kind: &str, resource: &str, namespace: &str, out: &mut Vec<usize>) {
+    /// The policies that protect `operation` on `group`'s `kind` (or plural `resource`) in
+    /// `namespace`, in load order, each once. `out` is cleared first; passing it in lets callers
+    /// reuse its buffer.
+    pub fn matching(
+        &self,
+        group: &str,
+        kind: &str,
+        resource: &str,
+        namespace: &str,
+        operation: Operation,
+        out: &mut Vec<usize>,
+    ) {
         out.clear();
         let Some(by_name) = self.index.get(group) else { return };
+        let wanted = bit(operation);
+        let mut take = |entries: &[Entry]| {
+            out.extend(entries.iter().filter(|(_, ops)| ops & wanted != 0).map(|(i, _)| *i));
+        };
         for name in [kind, resource, ANY] {
             if name.is_empty() {
                 continue;
             }
             if let Some(bucket) = by_name.get(name) {
-                out.extend_from_slice(&bucket.any_namespace);
-                if let Some(ids) = bucket.by_namespace.get(namespace) {
-                    out.extend_from_slice(ids);
+                take(&bucket.any_namespace);
+                if let Some(entries) = bucket.by_namespace.get(namespace) {
+                    take(entries);
                 }
             }
         }
@@ -115,6 +146,11 @@ impl PolicySet {
     /// The policy at `index` (as returned by [`PolicySet::matching`]).
     pub fn get(&self, index: usize) -> Option<&DriftPolicy> {
         self.policies.get(index).map(|l| &l.policy)
+    }
+
+    /// The index of the policy named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.policies.iter().position(|l| l.policy.metadata.name.0 == name)
     }
 }
 
@@ -142,6 +178,7 @@ mod tests {
             mk_policy("vs-shop", "[{group: networking.istio.io, kinds: [VirtualService]}]", "{include: [shop]}"),
             mk_policy("not-dev", "[{group: networking.istio.io, kinds: [VirtualService]}]", "{exclude: [dev]}"),
             mk_policy("deploy-scale", "[{group: apps, resources: [deployments]}]", "{}"),
+            mk_policy("ns-delete", "[{group: '', kinds: [Namespace], operations: [DELETE]}]", "{}"),
         ]
         .concat();
         let set = mk_set(&yaml);
@@ -149,16 +186,23 @@ mod tests {
         let names = |out: &Vec<usize>| -> Vec<String> {
             out.iter().map(|&i| set.get(i).unwrap().metadata.name.0.clone()).collect()
         };
-        set.matching("networking.istio.io", "VirtualService", "virtualservices", "shop", &mut out);
+        let update = Operation::Update;
+        set.matching("networking.istio.io", "VirtualService", "virtualservices", "shop", update, &mut out);
         assert_eq!(names(&out), ["all-istio", "vs-shop", "not-dev"]);
-        set.matching("networking.istio.io", "VirtualService", "virtualservices", "dev", &mut out);
+        set.matching("networking.istio.io", "VirtualService", "virtualservices", "dev", update, &mut out);
         assert_eq!(names(&out), ["all-istio"]);
-        set.matching("networking.istio.io", "Gateway", "gateways", "shop", &mut out);
+        set.matching("networking.istio.io", "Gateway", "gateways", "shop", update, &mut out);
         assert_eq!(names(&out), ["all-istio"]);
-        set.matching("apps", "Scale", "deployments", "shop", &mut out);
+        set.matching("apps", "Scale", "deployments", "shop", update, &mut out);
         assert_eq!(names(&out), ["deploy-scale"]);
-        set.matching("security.istio.io", "AuthorizationPolicy", "authorizationpolicies", "shop", &mut out);
+        set.matching("security.istio.io", "AuthorizationPolicy", "authorizationpolicies", "shop", update, &mut out);
         assert!(out.is_empty());
+        set.matching("", "Namespace", "namespaces", "shop", update, &mut out);
+        assert!(out.is_empty(), "only DELETE of namespaces is protected");
+        set.matching("", "Namespace", "namespaces", "shop", Operation::Delete, &mut out);
+        assert_eq!(names(&out), ["ns-delete"]);
+        assert_eq!(set.index_of("vs-shop"), Some(1));
+        assert_eq!(set.index_of("nope"), None);
         assert!(set.is_never_protected("kube-system"));
         assert!(set.is_never_protected("driftgate"));
         assert!(!set.is_never_protected("shop"));

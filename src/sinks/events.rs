@@ -5,8 +5,9 @@
 //! non-async call that never waits: when the queue is full the event is dropped and counted
 //! (the journal has it anyway). Repeated attempts on one object with one reason within
 //! [`EventSinkConfig::window`] update the first Event's `series` (count and last time) instead
-//! of creating one Event each; a burst that arrives together costs one API call. It must not
-//! sit on the answer path: no admission answer ever waits for, or fails because of, the API.
+//! of creating one Event each; a burst that arrives together costs one API call. One attempt
+//! judged by several policies (one webhook each) is one attempt: counted once. It must not sit
+//! on the answer path: no admission answer ever waits for, or fails because of, the API.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -25,6 +26,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::config::EventsMode;
 use crate::event::DriftEvent;
 
 /// `reportingController` of every Event driftgate writes.
@@ -41,6 +43,9 @@ const BATCH: usize = 64;
 const MAX_TRACKED: usize = 4096;
 /// One API call may take this long before it is given up (the client has no read timeout).
 const API_TIMEOUT: Duration = Duration::from_secs(10);
+/// The calls of one attempt to the webhooks of several policies arrive within this of each other
+/// (the kube-apiserver calls them in parallel, each within its 5 s timeout).
+const ATTEMPT_WINDOW: Duration = Duration::from_secs(30);
 
 /// Reason of the Event for a denied change.
 pub const REASON_BLOCKED: &str = "DriftBlocked";
@@ -60,6 +65,55 @@ pub enum SinkError {
     /// The client could not be built from the configuration.
     #[error("failed to make a Kubernetes client for Events: {}", chain(.0))]
     Client(kube::Error),
+    /// The kubeconfig could not be loaded.
+    #[error("failed to load the {place} for Kubernetes Events: {}", chain(.error))]
+    Kubeconfig {
+        /// Where it was looked for.
+        place: String,
+        /// Why it could not be used.
+        error: kube::config::KubeconfigError,
+    },
+    /// `--events on`, and no client configuration anywhere.
+    #[error("--events on, but there is no kubeconfig (KUBECONFIG, ~/.kube/config) and no in-cluster service account")]
+    NoConfig,
+}
+
+/// Where Events go, for the start-up line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The API server's URL.
+    pub cluster: String,
+    /// Where the client configuration came from (`kubeconfig /path`, `in-cluster service account`).
+    pub source: String,
+}
+
+/// The outcome of [`EventSink::connect`].
+#[derive(Debug)]
+pub enum Connected {
+    /// Events are on.
+    On(EventSink, Target),
+    /// Events are off, and why.
+    Off(String),
+}
+
+/// Where a client configuration would come from: a kubeconfig first (`KUBECONFIG`, then
+/// `~/.kube/config`), then a pod's service account, as kubectl and client-go look.
+fn config_source() -> Option<ConfigSource> {
+    if let Some(path) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+        return Some(ConfigSource::Kubeconfig(path.to_string_lossy().into_owned()));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let path = std::path::Path::new(&home).join(".kube").join("config");
+        if path.is_file() {
+            return Some(ConfigSource::Kubeconfig(path.display().to_string()));
+        }
+    }
+    std::env::var_os("KUBERNETES_SERVICE_HOST").map(|_| ConfigSource::InCluster)
+}
+
+enum ConfigSource {
+    Kubeconfig(String),
+    InCluster,
 }
 
 /// How the sink queues and aggregates.
@@ -119,6 +173,19 @@ struct Report {
     note: String,
     /// RFC 3339 with microseconds.
     time: String,
+    /// What was attempted (who, how, which changes): the same for every policy that judged it.
+    attempt: u64,
+    /// The policy that judged it.
+    policy: String,
+}
+
+/// A fingerprint of what was attempted, the same in each policy's drift event.
+fn attempt_of(event: &DriftEvent) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&event.user.username, &event.operation, event.dry_run).hash(&mut h);
+    serde_json::to_vec(&event.changes).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 /// The Event reason for a drift decision; `None` for decisions that are not drift.
@@ -196,6 +263,8 @@ impl Report {
             action: truncate(&event.operation, SHORT_LIMIT),
             note: truncate(&event.message, NOTE_LIMIT),
             time: micro_time(&event.time),
+            attempt: attempt_of(event),
+            policy: event.policy.clone(),
         })
     }
 }
@@ -219,16 +288,40 @@ impl EventSink {
         EventSink { tx, counters, worker }
     }
 
-    /// A sink for the cluster driftgate runs in, or `None` outside one (no
-    /// `KUBERNETES_SERVICE_HOST`): Events are off when no cluster is configured. A developer's
-    /// kubeconfig is deliberately not used. Call it within a Tokio runtime.
-    pub fn in_cluster(config: EventSinkConfig) -> Result<Option<EventSink>, SinkError> {
-        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
-            return Ok(None);
+    /// A sink as `mode` asks: `off` never connects; `auto` connects when a kubeconfig or an
+    /// in-cluster service account is found and is off (with the reason) otherwise; `on` fails
+    /// when none can be used. Call it within a Tokio runtime.
+    pub async fn connect(mode: EventsMode, config: EventSinkConfig) -> Result<Connected, SinkError> {
+        if mode == EventsMode::Off {
+            return Ok(Connected::Off("--events off".to_owned()));
         }
-        let kube_config = kube::Config::incluster().map_err(SinkError::InCluster)?;
+        let (kube_config, source) = match config_source() {
+            Some(ConfigSource::Kubeconfig(path)) => {
+                let options = kube::config::KubeConfigOptions::default();
+                let source = format!("kubeconfig {path}");
+                match kube::Config::from_kubeconfig(&options).await {
+                    Ok(c) => (c, source),
+                    Err(error) if mode == EventsMode::Auto => {
+                        return Ok(Connected::Off(format!("{source} cannot be used: {}", chain(&error))));
+                    }
+                    Err(error) => return Err(SinkError::Kubeconfig { place: source, error }),
+                }
+            }
+            Some(ConfigSource::InCluster) => match kube::Config::incluster() {
+                Ok(c) => (c, "in-cluster service account".to_owned()),
+                Err(e) if mode == EventsMode::Auto => {
+                    return Ok(Connected::Off(format!("the in-cluster configuration cannot be used: {}", chain(&e))));
+                }
+                Err(e) => return Err(SinkError::InCluster(e)),
+            },
+            None if mode == EventsMode::Auto => {
+                return Ok(Connected::Off("no kubeconfig (KUBECONFIG, ~/.kube/config) and not in a pod".to_owned()));
+            }
+            None => return Err(SinkError::NoConfig),
+        };
+        let cluster = kube_config.cluster_url.to_string().trim_end_matches('/').to_owned();
         let client = Client::try_from(kube_config).map_err(SinkError::Client)?;
-        Ok(Some(EventSink::start(client, config)))
+        Ok(Connected::On(EventSink::start(client, config), Target { cluster, source }))
     }
 
     /// Queues a drift event for its Kubernetes Event. Never waits: dry runs and decisions that
@@ -288,18 +381,50 @@ struct Tracked {
     last: Instant,
 }
 
+/// The last attempt seen for a key, and the policies that judged it so far.
+#[derive(Debug)]
+struct Attempt {
+    fingerprint: u64,
+    policies: Vec<String>,
+    seen: Instant,
+}
+
 /// The task's side: posts and patches Events.
 struct Publisher {
     client: Client,
     config: EventSinkConfig,
     counters: Arc<Counters>,
     tracked: HashMap<Key, Tracked>,
+    attempts: HashMap<Key, Attempt>,
     seq: u64,
 }
 
 impl Publisher {
     fn new(client: Client, config: EventSinkConfig, counters: Arc<Counters>) -> Self {
-        Publisher { client, config, counters, tracked: HashMap::new(), seq: 0 }
+        Publisher { client, config, counters, tracked: HashMap::new(), attempts: HashMap::new(), seq: 0 }
+    }
+
+    /// Whether `report` is another policy's judgement of the attempt last seen for its key.
+    fn same_attempt(&mut self, report: &Report) -> bool {
+        let now = Instant::now();
+        if self.attempts.len() >= MAX_TRACKED {
+            self.attempts.retain(|_, a| now.duration_since(a.seen) < ATTEMPT_WINDOW);
+        }
+        match self.attempts.get_mut(&report.key) {
+            Some(a)
+                if a.fingerprint == report.attempt
+                    && now.duration_since(a.seen) < ATTEMPT_WINDOW
+                    && !a.policies.contains(&report.policy) =>
+            {
+                a.policies.push(report.policy.clone());
+                true
+            }
+            _ => {
+                let attempt = Attempt { fingerprint: report.attempt, policies: vec![report.policy.clone()], seen: now };
+                self.attempts.insert(report.key.clone(), attempt);
+                false
+            }
+        }
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Report>) {
@@ -308,6 +433,9 @@ impl Publisher {
             // Fold the batch by key, in arrival order: one API call per object and reason.
             let mut folded: Vec<(Report, i32)> = Vec::new();
             for report in buf.drain(..) {
+                if self.same_attempt(&report) {
+                    continue;
+                }
                 match folded.iter_mut().find(|(r, _)| r.key == report.key) {
                     Some((first, n)) => {
                         *n += 1;
