@@ -1,7 +1,7 @@
 # driftgate: the commands people and CI run. CI runs `make test` only.
 CARGO ?= cargo
 
-.PHONY: run test e2e kube-harness build check certs clean bench bench-load soak fuzz
+.PHONY: run test e2e build check certs clean bench bench-load bench-apiserver soak fuzz
 
 ## run: the webhook on its embedded defaults (./policies, dev certificates in ./certs,
 ## journal ./drift-events.jsonl, https://127.0.0.1:8443)
@@ -55,6 +55,12 @@ bench:
 bench-load:
 	$(CARGO) build --release --locked --bin driftgate --example baseline --example loadgen
 	./target/release/examples/loadgen
+
+## bench-apiserver: median and p99 of sequential PUTs through a real kube-apiserver with no
+## admission, a ValidatingAdmissionPolicy, driftgate refusing, and Argo CD writing past driftgate
+bench-apiserver:
+	$(CARGO) build --release --locked --bin driftgate --example apiserver
+	./target/release/examples/apiserver
 
 ## soak: mixed load on driftgate for SOAK_SECONDS (300) with certificate rotation and policy
 ## reloads; prints requests, errors, journal lines versus denials, RSS at start and end
