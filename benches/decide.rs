@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use driftgate::admission::{self, Operation};
 use driftgate::decide::changes;
 use driftgate::policy::{PolicySet, load_str};
-use driftgate::review::{self, Operation};
 use serde_json::{Value, json};
 
 const DEFAULT_POLICY: &str = include_str!("../policies/default.yaml");
@@ -55,7 +55,7 @@ fn scaled_review(bytes: usize) -> Vec<u8> {
 }
 
 fn decide_once(set: &PolicySet, body: &[u8]) -> bool {
-    match review::parse(body) {
+    match admission::parse(body) {
         Ok(review) => driftgate::decide(set, &review.request).map(|v| v.decision.is_allowed()).unwrap_or(false),
         Err(_) => false,
     }

@@ -14,11 +14,11 @@ use std::io::{self, BufWriter, Write as _};
 use std::path::Path;
 use std::time::Instant;
 
+use driftgate::admission::UserInfo;
 use driftgate::commands::review::{DecisionArg, Filter, Format, OutputOptions, Reviewer, ScanStats, sources};
 use driftgate::decide::{Change, GitOpsRef};
 use driftgate::event::{DriftEvent, ResourceRef};
 use driftgate::journal::rotated;
-use driftgate::review::UserInfo;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};

@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::admission::{AdmissionRequest, UserInfo};
 use crate::decide::{Change, GitOpsRef, Verdict};
-use crate::review::{AdmissionRequest, UserInfo};
 
 /// The resource a drift event is about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

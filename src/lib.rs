@@ -1,11 +1,12 @@
 //! driftgate: a Kubernetes admission webhook that makes Git the only writer of service-mesh
 //! configuration.
 //!
-//! A request flows one way: [`http`] parses an AdmissionReview ([`review`]), [`decide`] judges it
+//! A request flows one way: [`http`] parses an AdmissionReview ([`admission`]), [`decide`] judges it
 //! against the [`policy`] set (pure: no I/O, no clock), a drift verdict becomes a
 //! [`event::DriftEvent`] made durable in the [`journal`] before the answer is sent. Lower layers
 //! never reach up: `decide` knows nothing of HTTP, `journal` nothing of policies.
 
+pub mod admission;
 pub mod certs;
 pub mod cli;
 pub mod commands;
@@ -17,7 +18,6 @@ pub mod install;
 pub mod journal;
 pub mod metrics;
 pub mod policy;
-pub mod review;
 pub mod sinks;
 pub mod telemetry;
 

@@ -514,7 +514,7 @@ fn match_conditions_agree_with_the_servers_gitops_rule_on_every_fixture() {
             continue;
         }
         let request = fixture_request(&name);
-        let user: driftgate::review::UserInfo = serde_json::from_value(request["userInfo"].clone()).unwrap();
+        let user: driftgate::admission::UserInfo = serde_json::from_value(request["userInfo"].clone()).unwrap();
         let gitops = policies[0].spec.gitops.matching(&user).is_some();
         assert_eq!(sent(&conditions, &request), !gitops, "{name} ({})", user.username);
         checked += 1;

@@ -20,7 +20,7 @@ static SETS: LazyLock<Vec<PolicySet>> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(review) = driftgate::review::parse(data) else { return };
+    let Ok(review) = driftgate::admission::parse(data) else { return };
     for set in SETS.iter() {
         if let Ok(verdict) = driftgate::decide(set, &review.request) {
             let _ = verdict.message(&review.request.user_info, "fuzz");

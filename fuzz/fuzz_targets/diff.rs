@@ -3,7 +3,7 @@
 #![no_main]
 
 use driftgate::decide::changes::{self, Changes};
-use driftgate::review::Operation;
+use driftgate::admission::Operation;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(review) = driftgate::review::parse(data) {
+    if let Ok(review) = driftgate::admission::parse(data) {
         let _ = review.request.uid.len();
     }
 });

@@ -1520,7 +1520,7 @@ mod tests {
             message: "m".into(),
             operation: "DELETE".into(),
             dry_run: true,
-            user: crate::review::UserInfo { username: "bob".into(), uid: None, groups: vec![] },
+            user: crate::admission::UserInfo { username: "bob".into(), uid: None, groups: vec![] },
             resource: crate::event::ResourceRef {
                 group: String::new(),
                 version: "v1".into(),

@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::admission::{self, ReviewError};
 use crate::decide::{self, DecideError, Decision, Judges, Verdict};
 use crate::policy::{self, LoadError, PolicySet};
-use crate::review::{self, ReviewError};
 
 /// How many characters of a message a line shows.
 const MESSAGE_HEAD: usize = 110;
@@ -173,7 +173,7 @@ pub fn replay(set: &PolicySet, path: &Path, judges: Judges<'_>) -> Result<(Verdi
 /// The verdicts of one AdmissionReview file for each of `judges`.
 fn replay_each(set: &PolicySet, path: &Path, judges: &[Judges<'_>]) -> Result<Vec<(Verdict, String)>, TestError> {
     let body = std::fs::read(path).map_err(|e| TestError::Read { path: path.to_owned(), reason: e.to_string() })?;
-    let parsed = review::parse(&body)
+    let parsed = admission::parse(&body)
         .map_err(|e: ReviewError| TestError::Review { path: path.to_owned(), reason: e.to_string() })?;
     judges
         .iter()

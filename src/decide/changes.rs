@@ -8,7 +8,7 @@ use json_patch::PatchOperation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::review::Operation;
+use crate::admission::Operation;
 
 /// How many changes a list keeps; the rest are counted.
 pub const MAX_CHANGES: usize = 50;

@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use crate::review::{AdmissionRequest, Operation};
+use crate::admission::{AdmissionRequest, Operation};
 
 /// The garbage collector's identity (kube-controller-manager with service-account credentials).
 pub const GARBAGE_COLLECTOR: &str = "system:serviceaccount:kube-system:generic-garbage-collector";

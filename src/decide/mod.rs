@@ -20,8 +20,8 @@ use serde_json::Value;
 pub use changes::{Change, Changes};
 pub use tracking::GitOpsRef;
 
+use crate::admission::{AdmissionRequest, Operation, UserInfo};
 use crate::policy::{BREAK_GLASS_ANNOTATION, DriftPolicy, Exemption, Mode, PolicySet, Scope, service_account_of};
-use crate::review::{AdmissionRequest, Operation, UserInfo};
 
 /// Service accounts whose deletions are clean-up, not drift.
 const CLEANUP_CONTROLLERS: &[(&str, &str)] =

@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::changes::{self, LAST_APPLIED, SERVER_MANAGED};
 use super::{DecideError, Decision, Endpoint, Judges, UNKNOWN_POLICY, Verdict, decide_at, parse_object, tracking};
+use crate::admission::{AdmissionRequest, Operation};
 use crate::policy::PolicySet;
-use crate::review::{AdmissionRequest, Operation};
 
 pub use super::tracking::{GITOPS_APP, LAST_WRITER};
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::admission;
 use crate::policy::load_str;
-use crate::review;
 
 const BASE: &str = "apiVersion: driftgate.dev/v1alpha1
 kind: DriftPolicy
@@ -78,7 +78,7 @@ fn run(set: &PolicySet, r: Req) -> Verdict {
         }
     })
     .to_string();
-    let review = review::parse(body.as_bytes()).unwrap();
+    let review = admission::parse(body.as_bytes()).unwrap();
     decide(set, &review.request).unwrap()
 }
 

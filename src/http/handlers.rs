@@ -18,10 +18,10 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use super::AppState;
+use crate::admission::{self, AdmissionResponse};
 use crate::decide::{self, Decision, Endpoint, Judges};
 use crate::event::DriftEvent;
 use crate::metrics::{DriftLabels, RequestLabels};
-use crate::review::{self, AdmissionResponse};
 use crate::sinks::events::object_uid;
 
 /// The audit annotation that carries the drift event id (the kube-apiserver prefixes it with
@@ -164,7 +164,7 @@ async fn admit_inner(
 ) -> Result<(Vec<u8>, RequestLabels), ApiError> {
     check_content_type(&request)?;
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
-    let review = review::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let review = admission::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let req = &review.request;
     let span = tracing::info_span!(
         "admission",
@@ -192,7 +192,7 @@ async fn admit_inner(
 /// the decision it carries out (the mutating webhook never refuses: the validating one does).
 async fn answer(
     state: &AppState,
-    review: &review::Review<'_>,
+    review: &admission::Review<'_>,
     endpoint: Endpoint,
     judges: Judges<'_>,
 ) -> Result<(Vec<u8>, Decision), ApiError> {

@@ -13,7 +13,7 @@ pub use set::{NEVER_PROTECTED_DEFAULT, PolicySet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::review::{Operation, UserInfo};
+use crate::admission::{Operation, UserInfo};
 
 /// `apiVersion` of a DriftPolicy document.
 pub const API_VERSION: &str = "driftgate.dev/v1alpha1";

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::load::Loaded;
 use super::{DriftPolicy, ResourceRule};
-use crate::review::Operation;
+use crate::admission::Operation;
 
 /// Namespaces that are never protected, whatever the policies say: a webhook that guards
 /// kube-system or its own namespace can lock a cluster out.
