@@ -14,13 +14,14 @@ use std::io::{self, BufWriter, Write as _};
 use std::path::Path;
 use std::time::Instant;
 
-use driftgate::admission::UserInfo;
+use driftgate::admission::Operation;
 use driftgate::commands::review::{DecisionArg, Filter, Format, OutputOptions, Reviewer, ScanStats, sources};
-use driftgate::decide::{Change, GitOpsRef};
-use driftgate::event::{DriftEvent, ResourceRef};
+use driftgate::decide::tracking::GitOpsTool;
+use driftgate::decide::{Decision, GitOpsRef};
+use driftgate::event::{Change, DriftEvent, Json, ResourceRef, User};
 use driftgate::journal::rotated;
+use driftgate::policy::Mode;
 use serde_json::json;
-use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 /// The server's rotation size.
@@ -47,7 +48,7 @@ impl Rng {
     }
 }
 
-fn mk_event(i: u64, time: OffsetDateTime, rng: &mut Rng) -> DriftEvent {
+fn mk_event(i: u64, time: OffsetDateTime, rng: &mut Rng) -> DriftEvent<'static> {
     let user = match rng.next(10) {
         0 => format!("system:serviceaccount:ci-{}:deployer", rng.next(5)),
         _ => format!("user{}@example.com", rng.next(40)),
@@ -60,54 +61,58 @@ fn mk_event(i: u64, time: OffsetDateTime, rng: &mut Rng) -> DriftEvent {
     let (group, kind, resource) = KINDS[rng.next(KINDS.len() as u64) as usize];
     let name = format!("svc-{}", rng.next(200));
     let (decision, mode) = match rng.next(100) {
-        0..70 => ("denied", "enforce"),
-        70..85 => ("warned", "warn"),
-        85..93 => ("audited", "audit"),
-        93..95 => ("repaired", "repair"),
-        _ => ("break-glass", "enforce"),
+        0..70 => (Decision::Denied, Mode::Enforce),
+        70..85 => (Decision::Warned, Mode::Warn),
+        85..93 => (Decision::Audited, Mode::Audit),
+        93..95 => (Decision::Repaired, Mode::Repair),
+        _ => (Decision::BreakGlass, Mode::Enforce),
     };
     let id = format!("0192{:04x}-{:04x}-7{:03x}-8{:03x}-{:012x}", i >> 16, i & 0xffff, i % 4096, i % 4095, i);
-    let changes: Vec<Change> = (0..1 + rng.next(3))
+    let changes: Vec<(String, u64, u64)> = (0..1 + rng.next(3))
         .map(|r| {
             let old = rng.next(100);
-            Change {
-                path: format!("/spec/http/{}/route/{r}/weight", rng.next(3)),
-                old: json!(old),
-                new: json!(100 - old),
-            }
+            (format!("/spec/http/{}/route/{r}/weight", rng.next(3)), old, 100 - old)
         })
         .collect();
-    let changed: Vec<String> = changes.iter().map(|c| format!("{} ({} → {})", c.path, c.old, c.new)).collect();
+    let changed: Vec<String> = changes.iter().map(|(path, old, new)| format!("{path} ({old} → {new})")).collect();
     let message = format!(
         "driftgate: {kind} {namespace}/{name} is managed by GitOps (Argo CD app mesh-config); direct changes by \
          {user} are not allowed — change it in Git. Changed: {}. Drift event {id}.",
         changed.join(", ")
     );
     DriftEvent {
-        time: time.format(&Rfc3339).unwrap(),
-        decision: decision.to_owned(),
-        mode: mode.to_owned(),
-        policy: "mesh-gitops".to_owned(),
-        rule: if decision == "break-glass" { "break-glass:group driftgate:break-glass" } else { "protected" }
-            .to_owned(),
-        message,
-        operation: ["UPDATE", "UPDATE", "UPDATE", "CREATE", "DELETE"][rng.next(5) as usize].to_owned(),
+        time,
+        decision,
+        mode,
+        policy: "mesh-gitops".into(),
+        rule: if decision == Decision::BreakGlass { "break-glass:group driftgate:break-glass" } else { "protected" }
+            .into(),
+        message: message.into(),
+        operation: [Operation::Update, Operation::Update, Operation::Update, Operation::Create, Operation::Delete]
+            [rng.next(5) as usize],
         dry_run: rng.next(10) == 0,
-        user: UserInfo { username: user, uid: None, groups: vec!["devs".into(), "system:authenticated".into()] },
+        user: User { username: user.into(), uid: None, groups: vec!["devs".into(), "system:authenticated".into()] },
         resource: ResourceRef {
-            group: group.to_owned(),
-            version: "v1".to_owned(),
-            kind: kind.to_owned(),
-            resource: resource.to_owned(),
-            subresource: String::new(),
-            namespace,
-            name,
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            resource: resource.into(),
+            subresource: "".into(),
+            namespace: namespace.into(),
+            name: name.into(),
         },
-        gitops: Some(GitOpsRef { tool: "argocd".into(), app: "mesh-config".into() }),
-        changes,
+        gitops: Some(GitOpsRef { tool: GitOpsTool::Argocd, app: "mesh-config".into() }),
+        changes: changes
+            .into_iter()
+            .map(|(path, old, new)| Change {
+                path: path.into(),
+                old: Json::from_value(&json!(old)),
+                new: Json::from_value(&json!(new)),
+            })
+            .collect(),
         changes_omitted: 0,
-        request_uid: format!("57b2f500-a8ca-4930-b895-{:012x}", i.wrapping_mul(2_654_435_761)),
-        id,
+        request_uid: format!("57b2f500-a8ca-4930-b895-{:012x}", i.wrapping_mul(2_654_435_761)).into(),
+        id: id.into(),
     }
 }
 

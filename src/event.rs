@@ -1,111 +1,360 @@
 //! The drift event: one JSON object a line in the journal, the record of an out-of-band change.
 //!
-//! Built from a request and its verdict by the handler (which owns the id and the clock).
-//! Field names are DESIGN.md's and are what `driftgate review` and users' tooling read.
+//! One typed shape for everyone: the handler builds it from a request and its verdict (it owns
+//! the id and the clock), the journal stores its line, and `driftgate review` and every sink read
+//! it back with [`DriftEvent::parse`]. Decisions, modes, operations and the time are typed;
+//! strings and the changes' values borrow from the line they are read from, so reading a
+//! journal of millions of events copies little. Field names are DESIGN.md's: users' tooling reads
+//! them. It must not decide anything: it records what the core decided.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
 
-use crate::admission::{AdmissionRequest, UserInfo};
-use crate::decide::{Change, GitOpsRef, Verdict};
+use crate::admission::{AdmissionRequest, Operation};
+use crate::decide::{self, Decision, GitOpsRef, Verdict};
+use crate::policy::Mode;
+
+/// Who sent the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User<'a> {
+    /// The user name, e.g. `alice@example.com` or `system:serviceaccount:ns:name`.
+    #[serde(borrow)]
+    pub username: Cow<'a, str>,
+    /// The user's UID, when the authenticator gives one.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<Cow<'a, str>>,
+    /// The user's groups.
+    #[serde(borrow, default)]
+    pub groups: Vec<Cow<'a, str>>,
+}
 
 /// The resource a drift event is about.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResourceRef {
-    /// API group.
-    pub group: String,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceRef<'a> {
+    /// API group (empty for the core group).
+    #[serde(borrow)]
+    pub group: Cow<'a, str>,
     /// API version of the request.
-    pub version: String,
+    #[serde(borrow)]
+    pub version: Cow<'a, str>,
     /// Kind of the request's object.
-    pub kind: String,
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
     /// Plural resource name.
-    pub resource: String,
+    #[serde(borrow)]
+    pub resource: Cow<'a, str>,
     /// Subresource, if any.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub subresource: String,
+    #[serde(borrow, default, skip_serializing_if = "str::is_empty")]
+    pub subresource: Cow<'a, str>,
     /// Namespace (empty for cluster-scoped objects).
-    #[serde(default)]
-    pub namespace: String,
+    #[serde(borrow, default)]
+    pub namespace: Cow<'a, str>,
     /// Name of the object.
-    pub name: String,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+}
+
+impl ResourceRef<'_> {
+    /// The kind as people read it: `VirtualService`, or `deployments/scale` for a subresource.
+    pub fn kind_label(&self) -> Cow<'_, str> {
+        if self.subresource.is_empty() {
+            Cow::Borrowed(&self.kind)
+        } else {
+            Cow::Owned(format!("{}/{}", self.resource, self.subresource))
+        }
+    }
+
+    /// `namespace/name`, or `name` for cluster-scoped objects.
+    pub fn object_ref(&self) -> String {
+        if self.namespace.is_empty() { self.name.to_string() } else { format!("{}/{}", self.namespace, self.name) }
+    }
+
+    /// `group/version`, or `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+    }
+}
+
+/// A JSON value kept as its text: borrowed from the line it was read from, or owned when the
+/// event was just made.
+#[derive(Debug, Clone)]
+pub enum Json<'a> {
+    /// Borrowed from a journal line.
+    Borrowed(&'a RawValue),
+    /// Serialised when the event was made.
+    Owned(Box<RawValue>),
+}
+
+impl Json<'_> {
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        match self {
+            Json::Borrowed(raw) => raw.get(),
+            Json::Owned(raw) => raw.get(),
+        }
+    }
+
+    /// The value, parsed.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The text of `value`.
+    pub fn from_value(value: &serde_json::Value) -> Json<'static> {
+        // A serde_json::Value always serialises.
+        Json::Owned(serde_json::value::to_raw_value(value).unwrap_or_default())
+    }
+}
+
+impl PartialEq for Json<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for Json<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Json::Borrowed(raw) => raw.serialize(serializer),
+            Json::Owned(raw) => raw.serialize(serializer),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(deserializer).map(Json::Borrowed)
+    }
+}
+
+/// One changed path, with the value before and after (`null`: the path did not exist / is gone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change<'a> {
+    /// JSON pointer into the object; `""` is the whole object (a DELETE).
+    #[serde(borrow)]
+    pub path: Cow<'a, str>,
+    /// The value before.
+    #[serde(borrow)]
+    pub old: Json<'a>,
+    /// The value after.
+    #[serde(borrow)]
+    pub new: Json<'a>,
 }
 
 /// One drift event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DriftEvent {
+pub struct DriftEvent<'a> {
     /// UUIDv7 (time-ordered).
-    pub id: String,
-    /// RFC 3339 time the event was recorded.
-    pub time: String,
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    /// When the event was recorded (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
     /// `denied`, `warned`, `audited`, `repaired` or `break-glass`.
-    pub decision: String,
+    pub decision: Decision,
     /// The deciding policy's mode.
-    pub mode: String,
+    pub mode: Mode,
     /// The deciding policy.
-    pub policy: String,
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
     /// The rule within the policy.
-    pub rule: String,
+    #[serde(borrow)]
+    pub rule: Cow<'a, str>,
     /// What the person was told (or would have been, for audit).
-    pub message: String,
+    #[serde(borrow)]
+    pub message: Cow<'a, str>,
     /// `CREATE`, `UPDATE` or `DELETE`.
-    pub operation: String,
+    pub operation: Operation,
     /// Whether the request was a dry run (nothing stored).
     pub dry_run: bool,
     /// Who sent it.
-    pub user: UserInfo,
+    #[serde(borrow)]
+    pub user: User<'a>,
     /// What it was about.
-    pub resource: ResourceRef,
+    #[serde(borrow)]
+    pub resource: ResourceRef<'a>,
     /// The GitOps owner, when the object is tracked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gitops: Option<GitOpsRef>,
     /// What it changed (capped; see `changesOmitted`).
-    pub changes: Vec<Change>,
+    #[serde(borrow)]
+    pub changes: Vec<Change<'a>>,
     /// How many more changes there were than listed.
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub changes_omitted: usize,
+    pub changes_omitted: u64,
     /// The AdmissionReview's uid, to join with the kube-apiserver's audit log.
-    pub request_uid: String,
+    #[serde(borrow)]
+    pub request_uid: Cow<'a, str>,
 }
 
-fn is_zero(n: &usize) -> bool {
+fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-impl DriftEvent {
+/// Why a line is not a drift event.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// The bytes are not UTF-8.
+    #[error("not UTF-8 at byte {}", .0.valid_up_to())]
+    Utf8(std::str::Utf8Error),
+    /// The text is not a drift event.
+    #[error("{0}")]
+    Json(serde_json::Error),
+}
+
+impl<'a> DriftEvent<'a> {
     /// The event for a drift verdict, with its id and time.
-    pub fn new(id: String, time: String, req: &AdmissionRequest<'_>, verdict: &Verdict) -> Self {
+    pub fn new(id: String, time: OffsetDateTime, req: &AdmissionRequest<'_>, verdict: &Verdict) -> DriftEvent<'static> {
+        let user = &req.user_info;
         DriftEvent {
-            message: verdict.message(&req.user_info, &id),
-            id,
+            message: Cow::Owned(verdict.message(user, &id)),
+            id: Cow::Owned(id),
             time,
-            decision: verdict.decision.as_str().to_owned(),
-            mode: verdict.mode.map(|m| m.as_str()).unwrap_or_default().to_owned(),
-            policy: verdict.policy.clone().unwrap_or_default(),
-            rule: verdict.rule.clone(),
-            operation: req.operation.as_str().to_owned(),
+            decision: verdict.decision,
+            mode: verdict.mode.unwrap_or_default(),
+            policy: Cow::Owned(verdict.policy.clone().unwrap_or_default()),
+            rule: Cow::Owned(verdict.rule.clone()),
+            operation: req.operation,
             dry_run: req.dry_run,
-            user: req.user_info.clone(),
+            user: User {
+                username: Cow::Owned(user.username.clone()),
+                uid: user.uid.clone().map(Cow::Owned),
+                groups: user.groups.iter().cloned().map(Cow::Owned).collect(),
+            },
             resource: ResourceRef {
-                group: req.resource.group.clone(),
-                version: req.resource.version.clone(),
-                kind: req.kind.kind.clone(),
-                resource: req.resource.resource.clone(),
-                subresource: req.sub_resource.clone().unwrap_or_default(),
-                namespace: verdict.namespace.clone(),
-                name: verdict.name.clone(),
+                group: Cow::Owned(req.resource.group.clone()),
+                version: Cow::Owned(req.resource.version.clone()),
+                kind: Cow::Owned(req.kind.kind.clone()),
+                resource: Cow::Owned(req.resource.resource.clone()),
+                subresource: Cow::Owned(req.sub_resource.clone().unwrap_or_default()),
+                namespace: Cow::Owned(verdict.namespace.clone()),
+                name: Cow::Owned(verdict.name.clone()),
             },
             gitops: verdict.gitops.clone(),
-            changes: verdict.changes.items.clone(),
-            changes_omitted: verdict.changes.omitted,
-            request_uid: req.uid.clone(),
+            changes: verdict.changes.items.iter().map(Change::of).collect(),
+            changes_omitted: verdict.changes.omitted as u64,
+            request_uid: Cow::Owned(req.uid.clone()),
         }
+    }
+
+    /// Reads one journal line (without its newline), borrowing from it.
+    pub fn parse(line: &'a [u8]) -> Result<DriftEvent<'a>, ParseError> {
+        // One check of the whole line is cheaper than serde_json's check of each string.
+        let text = std::str::from_utf8(line).map_err(ParseError::Utf8)?;
+        serde_json::from_str(text).map_err(ParseError::Json)
     }
 
     /// The event as one journal line (JSON and a newline).
     pub fn to_line(&self) -> Vec<u8> {
-        // Strings, numbers and JSON values: serialising cannot fail.
+        // Strings, numbers, enums and JSON text: serialising cannot fail.
         let mut line = serde_json::to_vec(self).unwrap_or_default();
         line.push(b'\n');
         line
+    }
+
+    /// The same event, owning everything (to keep it past the line it was read from).
+    pub fn into_owned(self) -> DriftEvent<'static> {
+        let own = |s: Cow<'_, str>| Cow::Owned(s.into_owned());
+        DriftEvent {
+            id: own(self.id),
+            time: self.time,
+            decision: self.decision,
+            mode: self.mode,
+            policy: own(self.policy),
+            rule: own(self.rule),
+            message: own(self.message),
+            operation: self.operation,
+            dry_run: self.dry_run,
+            user: User {
+                username: own(self.user.username),
+                uid: self.user.uid.map(own),
+                groups: self.user.groups.into_iter().map(own).collect(),
+            },
+            resource: ResourceRef {
+                group: own(self.resource.group),
+                version: own(self.resource.version),
+                kind: own(self.resource.kind),
+                resource: own(self.resource.resource),
+                subresource: own(self.resource.subresource),
+                namespace: own(self.resource.namespace),
+                name: own(self.resource.name),
+            },
+            gitops: self.gitops,
+            changes: self
+                .changes
+                .into_iter()
+                .map(|c| Change { path: own(c.path), old: c.old.into_owned(), new: c.new.into_owned() })
+                .collect(),
+            changes_omitted: self.changes_omitted,
+            request_uid: own(self.request_uid),
+        }
+    }
+}
+
+impl Json<'_> {
+    fn into_owned(self) -> Json<'static> {
+        match self {
+            Json::Borrowed(raw) => Json::Owned(raw.to_owned()),
+            Json::Owned(raw) => Json::Owned(raw),
+        }
+    }
+}
+
+impl Change<'static> {
+    fn of(change: &decide::Change) -> Change<'static> {
+        Change {
+            path: Cow::Owned(change.path.clone()),
+            old: Json::from_value(&change.old),
+            new: Json::from_value(&change.new),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's example line, as the server writes it.
+    const LINE: &str = r#"{"id":"01a20abf-33ea-752b-8746-03435d90d32d","time":"2026-11-23T23:30:32.554697358Z","decision":"denied","mode":"enforce","policy":"mesh-gitops","rule":"protected","message":"driftgate: VirtualService shop/reviews is managed by GitOps (Argo CD app mesh-config); direct changes by alice@example.com are not allowed — change it in Git. Changed: /spec/http/1/route/0/weight (90 → 70), /spec/http/1/route/1/weight (10 → 30). Drift event 01a20abf-33ea-752b-8746-03435d90d32d.","operation":"UPDATE","dryRun":false,"user":{"username":"alice@example.com","groups":["devs","system:authenticated"]},"resource":{"group":"networking.istio.io","version":"v1","kind":"VirtualService","resource":"virtualservices","namespace":"shop","name":"reviews"},"gitops":{"tool":"argocd","app":"mesh-config"},"changes":[{"path":"/spec/http/1/route/0/weight","old":90,"new":70},{"path":"/spec/http/1/route/1/weight","old":10,"new":30}],"requestUid":"57b2f500-a8ca-4930-b895-019970830612"}"#;
+
+    #[test]
+    fn a_line_reads_typed_and_writes_back_byte_for_byte() {
+        let event = DriftEvent::parse(LINE.as_bytes()).unwrap();
+        assert_eq!(event.decision, Decision::Denied);
+        assert_eq!(event.mode, Mode::Enforce);
+        assert_eq!(event.operation, Operation::Update);
+        assert_eq!(event.time.nanosecond(), 554_697_358);
+        assert!(matches!(event.user.username, Cow::Borrowed(_)), "strings borrow from the line");
+        assert_eq!(event.changes[1].new.get(), "30");
+        assert_eq!(event.to_line(), format!("{LINE}\n").into_bytes());
+        assert_eq!(event.clone().into_owned(), event);
+    }
+
+    #[test]
+    fn every_decision_and_optional_field_round_trips() {
+        for decision in ["denied", "warned", "audited", "repaired", "break-glass"] {
+            let line = LINE
+                .replace(r#""decision":"denied""#, &format!(r#""decision":"{decision}""#))
+                .replace(r#""resource":"virtualservices","#, r#""resource":"deployments","subresource":"scale","#)
+                .replace(r#""requestUid""#, r#""changesOmitted":4,"requestUid""#)
+                .replace(r#""username":"alice@example.com","#, r#""username":"alice@example.com","uid":"u-1","#);
+            let event = DriftEvent::parse(line.as_bytes()).unwrap();
+            assert_eq!(event.decision.as_str(), decision);
+            assert_eq!(event.changes_omitted, 4);
+            assert_eq!(event.resource.kind_label(), "deployments/scale");
+            assert_eq!(String::from_utf8(event.to_line()).unwrap(), format!("{line}\n"));
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_drift_event() {
+        for bad in [r#"{"id":"#, "{}", &LINE.replace(r#""decision":"denied""#, r#""decision":"maybe""#)] {
+            assert!(DriftEvent::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert!(matches!(DriftEvent::parse(b"\xff"), Err(ParseError::Utf8(_))));
     }
 }

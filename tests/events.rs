@@ -28,8 +28,8 @@ fn mk_sink(capacity: usize) -> (EventSink, MockHandle) {
 }
 
 /// A drift event as the journal has it (README's example), with its decision and name.
-fn mk_event(decision: &str, name: &str, dry_run: bool) -> DriftEvent {
-    serde_json::from_value(json!({
+fn mk_event(decision: &str, name: &str, dry_run: bool) -> DriftEvent<'static> {
+    let line = json!({
         "id": "01a20abf-33ea-752b-8746-03435d90d32d",
         "time": "2026-11-23T23:30:32.554697358Z",
         "decision": decision,
@@ -44,8 +44,9 @@ fn mk_event(decision: &str, name: &str, dry_run: bool) -> DriftEvent {
                      "resource": "virtualservices", "namespace": "shop", "name": name},
         "changes": [{"path": "/spec/http/1/route/0/weight", "old": 90, "new": 70}],
         "requestUid": "57b2f500-a8ca-4930-b895-019970830612"
-    }))
-    .unwrap()
+    })
+    .to_string();
+    DriftEvent::parse(line.as_bytes()).unwrap().into_owned()
 }
 
 async fn next(
@@ -215,7 +216,7 @@ async fn a_failed_call_is_counted_and_the_sink_goes_on() {
 async fn a_long_message_is_cut_to_the_note_limit() {
     let (sink, mut handle) = mk_sink(16);
     let mut event = mk_event("denied", "reviews", false);
-    event.message = "é".repeat(2000);
+    event.message = "é".repeat(2000).into();
     sink.submit(&event);
     let (_, _, _, _, body, send) = next(&mut handle).await;
     let note = body["note"].as_str().unwrap();

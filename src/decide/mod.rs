@@ -49,7 +49,7 @@ pub enum Judges<'a> {
 
 /// What happens to a request. Its names (`denied`, `break-glass`, …) are those of drift events
 /// and of `driftgate test` files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Decision {
     /// Not drift: let it through, record nothing.

@@ -21,11 +21,37 @@ pub const LAST_WRITER: &str = "driftgate.dev/last-writer";
 /// The annotation that names the GitOps application that owns an object (`argocd:mesh-config`).
 pub const GITOPS_APP: &str = "driftgate.dev/gitops-app";
 
+/// The GitOps tool that tracks an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GitOpsTool {
+    /// Argo CD.
+    Argocd,
+    /// Flux.
+    Flux,
+}
+
+impl GitOpsTool {
+    /// The name in events and stamps: `argocd`, `flux`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GitOpsTool::Argocd => "argocd",
+            GitOpsTool::Flux => "flux",
+        }
+    }
+}
+
+impl std::fmt::Display for GitOpsTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The GitOps tool and application that track an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GitOpsRef {
-    /// `argocd` or `flux`.
-    pub tool: String,
+    /// Argo CD or Flux.
+    pub tool: GitOpsTool,
     /// The Argo CD application, or the Flux `Kustomization`/`HelmRelease` as `kind namespace/name`.
     pub app: String,
 }
@@ -33,9 +59,9 @@ pub struct GitOpsRef {
 impl GitOpsRef {
     /// How the owner reads in a message: `Argo CD app mesh-config`, `Flux Kustomization flux-system/mesh`.
     pub fn describe(&self) -> String {
-        match self.tool.as_str() {
-            "argocd" => format!("Argo CD app {}", self.app),
-            _ => format!("Flux {}", self.app),
+        match self.tool {
+            GitOpsTool::Argocd => format!("Argo CD app {}", self.app),
+            GitOpsTool::Flux => format!("Flux {}", self.app),
         }
     }
 }
@@ -49,7 +75,7 @@ pub fn tracked_by(object: &Value) -> Option<GitOpsRef> {
     let meta = object.get("metadata")?;
     if let Some(id) = str_at(meta, "annotations", ARGOCD_TRACKING_ID) {
         let app = id.split_once(':').map_or(id, |(app, _)| app);
-        return Some(GitOpsRef { tool: "argocd".into(), app: app.to_owned() });
+        return Some(GitOpsRef { tool: GitOpsTool::Argocd, app: app.to_owned() });
     }
     for (label, ns_label, kind) in [
         (FLUX_KUSTOMIZE_NAME, FLUX_KUSTOMIZE_NAMESPACE, "Kustomization"),
@@ -60,10 +86,10 @@ pub fn tracked_by(object: &Value) -> Option<GitOpsRef> {
                 Some(ns) => format!("{kind} {ns}/{name}"),
                 None => format!("{kind} {name}"),
             };
-            return Some(GitOpsRef { tool: "flux".into(), app });
+            return Some(GitOpsRef { tool: GitOpsTool::Flux, app });
         }
     }
-    str_at(meta, "labels", INSTANCE_LABEL).map(|app| GitOpsRef { tool: "argocd".into(), app: app.to_owned() })
+    str_at(meta, "labels", INSTANCE_LABEL).map(|app| GitOpsRef { tool: GitOpsTool::Argocd, app: app.to_owned() })
 }
 
 #[cfg(test)]

@@ -217,7 +217,7 @@ async fn answer(
     let mut answer = AdmissionResponse::allow(&req.uid);
     if record {
         let id = uuid::Uuid::now_v7().to_string();
-        let event = DriftEvent::new(id.clone(), now_rfc3339(), req, &verdict);
+        let event = DriftEvent::new(id.clone(), time::OffsetDateTime::now_utc(), req, &verdict);
         let appending = Instant::now();
         let journaled = state.journal.append(event.to_line()).await;
         state.metrics.drift_event(
@@ -239,8 +239,8 @@ async fn answer(
         }
         answer = answer.annotate(AUDIT_EVENT_ID, id);
         answer = match verdict.decision {
-            Decision::Denied => answer.deny(event.message),
-            Decision::Warned | Decision::BreakGlass | Decision::Repaired => answer.warn(event.message),
+            Decision::Denied => answer.deny(event.message.into_owned()),
+            Decision::Warned | Decision::BreakGlass | Decision::Repaired => answer.warn(event.message.into_owned()),
             Decision::Audited | Decision::Allowed => answer,
         };
     } else if verdict.rule == decide::UNKNOWN_POLICY {
@@ -291,8 +291,4 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, format!("failed to read request body: {e}"))),
     }
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

@@ -10,7 +10,6 @@
 //! on the answer path: no admission answer ever waits for, or fails because of, the API.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::EventsMode;
+use crate::decide::Decision;
 use crate::event::DriftEvent;
 
 /// `reportingController` of every Event driftgate writes.
@@ -171,8 +171,8 @@ struct Report {
     uid: Option<String>,
     action: String,
     note: String,
-    /// RFC 3339 with microseconds.
-    time: String,
+    /// When the drift event was recorded.
+    time: time::OffsetDateTime,
     /// What was attempted (who, how, which changes): the same for every policy that judged it.
     attempt: u64,
     /// The policy that judged it.
@@ -183,19 +183,19 @@ struct Report {
 fn attempt_of(event: &DriftEvent) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (&event.user.username, &event.operation, event.dry_run).hash(&mut h);
+    (&event.user.username, event.operation, event.dry_run).hash(&mut h);
     serde_json::to_vec(&event.changes).unwrap_or_default().hash(&mut h);
     h.finish()
 }
 
 /// The Event reason for a drift decision; `None` for decisions that are not drift.
-pub fn reason_for(decision: &str) -> Option<&'static str> {
+pub fn reason_for(decision: Decision) -> Option<&'static str> {
     match decision {
-        "denied" => Some(REASON_BLOCKED),
-        "warned" | "audited" => Some(REASON_WARNED),
-        "repaired" => Some(REASON_REPAIRED),
-        "break-glass" => Some(REASON_BREAK_GLASS),
-        _ => None,
+        Decision::Denied => Some(REASON_BLOCKED),
+        Decision::Warned | Decision::Audited => Some(REASON_WARNED),
+        Decision::Repaired => Some(REASON_REPAIRED),
+        Decision::BreakGlass => Some(REASON_BREAK_GLASS),
+        Decision::Allowed => None,
     }
 }
 
@@ -227,10 +227,8 @@ pub fn object_uid(raw: Option<&serde_json::value::RawValue>) -> Option<String> {
     object.metadata?.uid.filter(|u| !u.is_empty())
 }
 
-fn micro_time(rfc3339: &str) -> String {
-    use time::format_description::well_known::Rfc3339;
-    let parsed = time::OffsetDateTime::parse(rfc3339, &Rfc3339).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
-    let utc = parsed.to_offset(time::UtcOffset::UTC);
+fn micro_time(time: time::OffsetDateTime) -> String {
+    let utc = time.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
         utc.year(),
@@ -248,23 +246,22 @@ impl Report {
         if event.dry_run {
             return None;
         }
-        let reason = reason_for(&event.decision)?;
+        let reason = reason_for(event.decision)?;
         let r = &event.resource;
-        let api_version = if r.group.is_empty() { r.version.clone() } else { format!("{}/{}", r.group, r.version) };
         Some(Report {
             key: Key {
-                namespace: r.namespace.clone(),
-                api_version,
-                kind: r.kind.clone(),
-                name: r.name.clone(),
+                namespace: r.namespace.to_string(),
+                api_version: r.api_version(),
+                kind: r.kind.to_string(),
+                name: r.name.to_string(),
                 reason,
             },
             uid: uid.map(str::to_owned),
-            action: truncate(&event.operation, SHORT_LIMIT),
+            action: truncate(event.operation.as_str(), SHORT_LIMIT),
             note: truncate(&event.message, NOTE_LIMIT),
-            time: micro_time(&event.time),
+            time: event.time,
             attempt: attempt_of(event),
-            policy: event.policy.clone(),
+            policy: event.policy.to_string(),
         })
     }
 }
@@ -473,7 +470,7 @@ impl Publisher {
         if let Some(t) = self.tracked.get(&report.key) {
             let count = t.count + n;
             let api: Api<Event> = Api::namespaced(self.client.clone(), &t.namespace);
-            let patch = json!({ "series": { "count": count, "lastObservedTime": report.time } });
+            let patch = json!({ "series": { "count": count, "lastObservedTime": micro_time(report.time) } });
             match api.patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => {
                     if let Some(t) = self.tracked.get_mut(&report.key) {
@@ -509,9 +506,11 @@ impl Publisher {
         // Events of cluster-scoped objects live in `default`, as client-go puts them.
         let namespace = if key.namespace.is_empty() { "default".to_owned() } else { key.namespace.clone() };
         self.seq += 1;
-        let suffix = format!(".{:x}{:04x}", micro_seconds(&report.time), self.seq & 0xffff);
+        let micros = u64::try_from(report.time.unix_timestamp_nanos() / 1000).unwrap_or_default();
+        let suffix = format!(".{micros:x}{:04x}", self.seq & 0xffff);
         let stem: String = key.name.chars().take(NAME_LIMIT - suffix.len()).collect();
-        let time = MicroTime(k8s_openapi::jiff::Timestamp::from_str(&report.time).unwrap_or_default());
+        let nanos = report.time.unix_timestamp_nanos() / 1000 * 1000;
+        let time = MicroTime(k8s_openapi::jiff::Timestamp::from_nanosecond(nanos).unwrap_or_default());
         Event {
             metadata: ObjectMeta {
                 name: Some(format!("{stem}{suffix}")),
@@ -539,14 +538,6 @@ impl Publisher {
     }
 }
 
-/// Microseconds since the epoch of an RFC 3339 time (0 if unreadable): part of an Event's name.
-fn micro_seconds(rfc3339: &str) -> u64 {
-    use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::parse(rfc3339, &Rfc3339)
-        .map(|t| u64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or_default())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,12 +545,12 @@ mod tests {
     #[test]
     fn reasons_follow_the_decision() {
         for (decision, want) in [
-            ("denied", Some("DriftBlocked")),
-            ("warned", Some("DriftWarned")),
-            ("audited", Some("DriftWarned")),
-            ("repaired", Some("DriftRepaired")),
-            ("break-glass", Some("BreakGlass")),
-            ("allowed", None),
+            (Decision::Denied, Some("DriftBlocked")),
+            (Decision::Warned, Some("DriftWarned")),
+            (Decision::Audited, Some("DriftWarned")),
+            (Decision::Repaired, Some("DriftRepaired")),
+            (Decision::BreakGlass, Some("BreakGlass")),
+            (Decision::Allowed, None),
         ] {
             assert_eq!(reason_for(decision), want, "{decision}");
         }
@@ -585,7 +576,8 @@ mod tests {
             ("2026-11-23T23:30:32.554697358Z", "2026-11-23T23:30:32.554697Z"),
             ("2026-11-24T01:30:32+02:00", "2026-11-23T23:30:32.000000Z"),
         ] {
-            assert_eq!(micro_time(input), want);
+            let t = time::OffsetDateTime::parse(input, &time::format_description::well_known::Rfc3339).unwrap();
+            assert_eq!(micro_time(t), want);
         }
     }
 
