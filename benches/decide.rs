@@ -8,7 +8,7 @@ use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use driftgate::admission::{self, Operation};
-use driftgate::decide::changes;
+use driftgate::decide::{Endpoint, EventStamp, changes};
 use driftgate::policy::{PolicySet, load_str};
 use serde_json::{Value, json};
 
@@ -55,8 +55,11 @@ fn scaled_review(bytes: usize) -> Vec<u8> {
 }
 
 fn decide_once(set: &PolicySet, body: &[u8]) -> bool {
+    let stamp = EventStamp { id: "bench".to_owned(), time: time::OffsetDateTime::UNIX_EPOCH };
     match admission::parse(body) {
-        Ok(review) => driftgate::decide(set, &review.request).map(|v| v.decision.is_allowed()).unwrap_or(false),
+        Ok(review) => driftgate::admit(set, &review.request, Endpoint::validate(None), &stamp)
+            .map(|o| o.answered.is_allowed())
+            .unwrap_or(false),
         Err(_) => false,
     }
 }

@@ -1,11 +1,12 @@
 //! The drift event: one JSON object a line in the journal, the record of an out-of-band change.
 //!
-//! One typed shape for everyone: the handler builds it from a request and its verdict (it owns
-//! the id and the clock), the journal stores its line, and `driftgate review` and every sink read
+//! One typed shape for everyone: the decision core builds it (with the id and time it is given),
+//! the journal stores its line, and `driftgate review` and every sink read
 //! it back with [`DriftEvent::parse`]. Decisions, modes, operations and the time are typed;
 //! strings and the changes' values borrow from the line they are read from, so reading a
 //! journal of millions of events copies little. Field names are DESIGN.md's: users' tooling reads
-//! them. It must not decide anything: it records what the core decided.
+//! them. It must not decide anything: it records what the core decided, and holds the words it
+//! records that in ([`Decision`], [`GitOpsRef`]).
 
 use std::borrow::Cow;
 
@@ -13,9 +14,115 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use crate::admission::{AdmissionRequest, Operation};
-use crate::decide::{self, Decision, GitOpsRef, Verdict};
+use crate::admission::Operation;
 use crate::policy::Mode;
+
+/// What happens to a request. Its names (`denied`, `break-glass`, …) are those of drift events
+/// and of `driftgate test` files; every decision but `allowed` is drift and gets an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    /// Not drift: let it through, record nothing.
+    Allowed,
+    /// Drift, refused.
+    Denied,
+    /// Drift, allowed with a warning.
+    Warned,
+    /// Drift, allowed silently.
+    Audited,
+    /// Drift, allowed with a patch that restores the protected fields.
+    Repaired,
+    /// Drift let through by break-glass.
+    BreakGlass,
+}
+
+impl Decision {
+    /// The name used in drift events: `denied`, `warned`, `audited`, `repaired`, `break-glass`
+    /// (and `allowed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Denied => "denied",
+            Decision::Warned => "warned",
+            Decision::Audited => "audited",
+            Decision::Repaired => "repaired",
+            Decision::BreakGlass => "break-glass",
+        }
+    }
+
+    /// Whether the request is drift and gets a drift event.
+    pub fn is_drift(self) -> bool {
+        self != Decision::Allowed
+    }
+
+    /// Whether the request may proceed.
+    pub fn is_allowed(self) -> bool {
+        self != Decision::Denied
+    }
+
+    /// How severe it is: when several policies judge a request, the most severe verdict wins.
+    pub fn severity(self) -> u8 {
+        match self {
+            Decision::Allowed => 0,
+            Decision::BreakGlass => 1,
+            Decision::Audited => 2,
+            Decision::Warned => 3,
+            Decision::Repaired => 4,
+            Decision::Denied => 5,
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The GitOps tool that tracks an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GitOpsTool {
+    /// Argo CD.
+    Argocd,
+    /// Flux.
+    Flux,
+}
+
+impl GitOpsTool {
+    /// The name in events and stamps: `argocd`, `flux`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GitOpsTool::Argocd => "argocd",
+            GitOpsTool::Flux => "flux",
+        }
+    }
+}
+
+impl std::fmt::Display for GitOpsTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The GitOps tool and application that track an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitOpsRef {
+    /// Argo CD or Flux.
+    pub tool: GitOpsTool,
+    /// The Argo CD application, or the Flux `Kustomization`/`HelmRelease` as `kind namespace/name`.
+    pub app: String,
+}
+
+impl GitOpsRef {
+    /// How the owner reads in a message: `Argo CD app mesh-config`, `Flux Kustomization flux-system/mesh`.
+    pub fn describe(&self) -> String {
+        match self.tool {
+            GitOpsTool::Argocd => format!("Argo CD app {}", self.app),
+            GitOpsTool::Flux => format!("Flux {}", self.app),
+        }
+    }
+}
 
 /// Who sent the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,40 +314,6 @@ pub enum ParseError {
 }
 
 impl<'a> DriftEvent<'a> {
-    /// The event for a drift verdict, with its id and time.
-    pub fn new(id: String, time: OffsetDateTime, req: &AdmissionRequest<'_>, verdict: &Verdict) -> DriftEvent<'static> {
-        let user = &req.user_info;
-        DriftEvent {
-            message: Cow::Owned(verdict.message(user, &id)),
-            id: Cow::Owned(id),
-            time,
-            decision: verdict.decision,
-            mode: verdict.mode.unwrap_or_default(),
-            policy: Cow::Owned(verdict.policy.clone().unwrap_or_default()),
-            rule: Cow::Owned(verdict.rule.clone()),
-            operation: req.operation,
-            dry_run: req.dry_run,
-            user: User {
-                username: Cow::Owned(user.username.clone()),
-                uid: user.uid.clone().map(Cow::Owned),
-                groups: user.groups.iter().cloned().map(Cow::Owned).collect(),
-            },
-            resource: ResourceRef {
-                group: Cow::Owned(req.resource.group.clone()),
-                version: Cow::Owned(req.resource.version.clone()),
-                kind: Cow::Owned(req.kind.kind.clone()),
-                resource: Cow::Owned(req.resource.resource.clone()),
-                subresource: Cow::Owned(req.sub_resource.clone().unwrap_or_default()),
-                namespace: Cow::Owned(verdict.namespace.clone()),
-                name: Cow::Owned(verdict.name.clone()),
-            },
-            gitops: verdict.gitops.clone(),
-            changes: verdict.changes.items.iter().map(Change::of).collect(),
-            changes_omitted: verdict.changes.omitted as u64,
-            request_uid: Cow::Owned(req.uid.clone()),
-        }
-    }
-
     /// Reads one journal line (without its newline), borrowing from it.
     pub fn parse(line: &'a [u8]) -> Result<DriftEvent<'a>, ParseError> {
         // One check of the whole line is cheaper than serde_json's check of each string.
@@ -300,16 +373,6 @@ impl Json<'_> {
         match self {
             Json::Borrowed(raw) => Json::Owned(raw.to_owned()),
             Json::Owned(raw) => Json::Owned(raw),
-        }
-    }
-}
-
-impl Change<'static> {
-    fn of(change: &decide::Change) -> Change<'static> {
-        Change {
-            path: Cow::Owned(change.path.clone()),
-            old: Json::from_value(&change.old),
-            new: Json::from_value(&change.new),
         }
     }
 }

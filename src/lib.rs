@@ -22,7 +22,7 @@ pub mod sinks;
 pub mod telemetry;
 
 pub use config::Settings;
-pub use decide::{Decision, Verdict, decide};
+pub use decide::{Decision, Outcome, Verdict, admit};
 pub use http::Server;
 pub use policy::PolicySet;
 

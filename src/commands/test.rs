@@ -14,7 +14,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::admission::{self, ReviewError};
-use crate::decide::{self, DecideError, Decision, Judges, Verdict};
+use crate::decide::{self, DecideError, Decision, Endpoint, EventStamp, Hook, Judges, Verdict};
 use crate::policy::{self, LoadError, PolicySet};
 
 /// How many characters of a message a line shows.
@@ -29,8 +29,9 @@ message are printed. Any other FILE (.yaml, .yml) is a test file:
   cases:
     - review: fixtures/virtualservice-update-kubectl-edit-human.validating.json
       decision: denied         # allowed | denied | warned | audited | repaired | break-glass
-      policy: mesh-gitops      # optional
+      policy: mesh-gitops      # optional; judged by this policy alone, as its webhook would
       rule: protected          # optional
+      endpoint: validate       # optional: validate (default) or mutate (repairs; never refuses)
       name: alice's edit       # optional, shown in the report
 
 Paths in a test file are relative to the test file. Each case prints \"ok\" or \"FAIL\" with the
@@ -47,6 +48,10 @@ pub struct TestArgs {
     /// driftgate's own namespace, never protected
     #[arg(long, value_name = "NS", default_value = "driftgate")]
     pub namespace: String,
+    /// The webhook that answers AdmissionReview files (.json): validate, or mutate (repairs,
+    /// provenance; it never refuses)
+    #[arg(long, value_enum, default_value_t = HookArg::Validate)]
+    pub endpoint: HookArg,
     /// AdmissionReview files (.json) to replay, test files (.yaml, .yml) to check
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
@@ -123,6 +128,40 @@ pub struct Case {
     /// The expected rule.
     #[serde(default)]
     pub rule: Option<String>,
+    /// Which webhook answers: `validate` (the default) or `mutate` (repairs, provenance).
+    #[serde(default)]
+    pub endpoint: HookArg,
+}
+
+/// The webhook a review is answered by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HookArg {
+    /// The validating webhook (refuses, warns, records).
+    #[default]
+    Validate,
+    /// The mutating webhook (repairs, stamps provenance; never refuses).
+    Mutate,
+}
+
+impl HookArg {
+    fn hook(self) -> Hook {
+        match self {
+            HookArg::Validate => Hook::Validate,
+            HookArg::Mutate => Hook::Mutate,
+        }
+    }
+}
+
+/// What one webhook answered a replayed review.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    /// The core's verdict.
+    pub verdict: Verdict,
+    /// What the answer carried out (the mutating webhook never refuses).
+    pub answered: Decision,
+    /// The head of the message a person would see (empty when there is none).
+    pub message: String,
 }
 
 /// Parses a test file's text (`path` names it in errors).
@@ -130,21 +169,21 @@ pub fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, TestError> {
     serde_yaml_ng::from_str(text).map_err(|e| TestError::TestFile { path: path.to_owned(), reason: e.to_string() })
 }
 
-/// How a verdict differs from a case's expectations; empty when it meets them.
-pub fn mismatches(case: &Case, verdict: &Verdict) -> Vec<String> {
+/// How an answer differs from a case's expectations; empty when it meets them.
+pub fn mismatches(case: &Case, replayed: &Replayed) -> Vec<String> {
     let mut out = Vec::new();
-    let got = verdict.decision.as_str();
-    if case.decision != verdict.decision {
-        out.push(format!("expected decision {}, got {got}", case.decision));
+    let verdict = &replayed.verdict;
+    if case.decision != replayed.answered {
+        out.push(format!("expected decision {}, got {}", case.decision, replayed.answered));
     }
-    let policy = verdict.policy.as_deref().unwrap_or("(none)");
+    let policy = verdict.policy_name().unwrap_or("(none)");
     if let Some(want) = &case.policy
         && want != policy
     {
         out.push(format!("expected policy {want}, got {policy}"));
     }
     if let Some(want) = &case.rule
-        && *want != verdict.rule
+        && *want != verdict.rule.to_string()
     {
         out.push(format!("expected rule {want}, got {}", verdict.rule));
     }
@@ -163,46 +202,44 @@ pub fn expected(case: &Case) -> String {
     if parts.is_empty() { case.decision.to_string() } else { format!("{} ({})", case.decision, parts.join(", ")) }
 }
 
-/// The verdict for one AdmissionReview file, as the server's `/validate` (every policy, the most
-/// severe verdict wins) or `/validate/<policy>` (`judges`) would decide it, and the head of its
-/// message.
-pub fn replay(set: &PolicySet, path: &Path, judges: Judges<'_>) -> Result<(Verdict, String), TestError> {
-    Ok(replay_each(set, path, &[judges])?.remove(0))
+/// What `hook` answers one AdmissionReview file, judged as `/validate` (every policy, the most
+/// severe verdict wins) or `/validate/<policy>` (`judges`) would, through the core the server
+/// calls ([`decide::admit`]).
+pub fn replay(set: &PolicySet, path: &Path, hook: Hook, judges: Judges<'_>) -> Result<Replayed, TestError> {
+    Ok(replay_each(set, path, hook, &[judges])?.remove(0))
 }
 
-/// The verdicts of one AdmissionReview file for each of `judges`.
-fn replay_each(set: &PolicySet, path: &Path, judges: &[Judges<'_>]) -> Result<Vec<(Verdict, String)>, TestError> {
+/// What `hook` answers one AdmissionReview file for each of `judges`.
+fn replay_each(set: &PolicySet, path: &Path, hook: Hook, judges: &[Judges<'_>]) -> Result<Vec<Replayed>, TestError> {
     let body = std::fs::read(path).map_err(|e| TestError::Read { path: path.to_owned(), reason: e.to_string() })?;
     let parsed = admission::parse(&body)
         .map_err(|e: ReviewError| TestError::Review { path: path.to_owned(), reason: e.to_string() })?;
+    let stamp = EventStamp { id: "(none: offline)".to_owned(), time: time::OffsetDateTime::now_utc() };
     judges
         .iter()
         .map(|judges| {
-            let verdict = decide::decide_by(set, &parsed.request, *judges)
+            let outcome = decide::admit(set, &parsed.request, Endpoint { hook, judges: *judges }, &stamp)
                 .map_err(|e: DecideError| TestError::Decide { path: path.to_owned(), reason: e.to_string() })?;
-            let message = if verdict.decision.is_drift() {
-                head(verdict.message(&parsed.request.user_info, "(none: offline)").trim_start_matches("driftgate: "))
-            } else {
-                String::new()
-            };
-            Ok((verdict, message))
+            let message =
+                outcome.event.as_ref().map(|e| head(e.message.trim_start_matches("driftgate: "))).unwrap_or_default();
+            Ok(Replayed { verdict: outcome.verdict, answered: outcome.answered, message })
         })
         .collect()
 }
 
-/// What a cluster with the generated configuration does with one AdmissionReview file: the
-/// verdict of each policy that judges it (one webhook each), or, when none does (a built-in
-/// rule, an unprotected kind), the one verdict that says why.
-pub fn replay_as_registered(set: &PolicySet, path: &Path) -> Result<Vec<(Verdict, String)>, TestError> {
+/// What a cluster with the generated configuration does with one AdmissionReview file at
+/// `hook`: the answer of each policy that judges it (one webhook each), or, when none does (a
+/// built-in rule, an unprotected kind), the one answer that says why.
+pub fn replay_as_registered(set: &PolicySet, path: &Path, hook: Hook) -> Result<Vec<Replayed>, TestError> {
     let names: Vec<&str> = set.policies().map(|p| p.metadata.name.0.as_str()).collect();
     let each: Vec<Judges<'_>> = names.iter().map(|n| Judges::Policy(n)).collect();
-    let judged: Vec<(Verdict, String)> = replay_each(set, path, &each)?
+    let judged: Vec<Replayed> = replay_each(set, path, hook, &each)?
         .into_iter()
         .zip(&names)
-        .filter(|((v, _), name)| v.policy.as_deref() == Some(**name))
+        .filter(|(r, name)| r.verdict.policy_name() == Some(**name))
         .map(|(row, _)| row)
         .collect();
-    if judged.is_empty() { replay(set, path, Judges::All).map(|row| vec![row]) } else { Ok(judged) }
+    if judged.is_empty() { replay(set, path, hook, Judges::All).map(|row| vec![row]) } else { Ok(judged) }
 }
 
 /// The first [`MESSAGE_HEAD`] characters of a message.
@@ -246,16 +283,18 @@ pub fn run(args: &TestArgs) -> ExitCode {
     let mut out = io::stdout().lock();
     for file in &args.files {
         if file.extension().is_some_and(|e| e == "json") {
-            let judged = policies.get(&args.policies, &args.namespace).and_then(|set| replay_as_registered(set, file));
+            let hook = args.endpoint.hook();
+            let judged =
+                policies.get(&args.policies, &args.namespace).and_then(|set| replay_as_registered(set, file, hook));
             match judged {
-                Ok(verdicts) => {
-                    for (v, message) in verdicts {
+                Ok(answers) => {
+                    for r in answers {
                         rows.push([
                             file.display().to_string(),
-                            v.decision.as_str().to_owned(),
-                            v.policy.unwrap_or_else(|| "-".to_owned()),
-                            v.rule,
-                            message,
+                            r.answered.as_str().to_owned(),
+                            r.verdict.policy_name().unwrap_or("-").to_owned(),
+                            r.verdict.rule.to_string(),
+                            r.message,
                         ]);
                     }
                 }
@@ -302,17 +341,18 @@ fn run_test_file(file: &Path, args: &TestArgs, policies: &mut Policies, tally: &
         );
         // A case that names a policy is judged by that policy alone, as its webhook would.
         let judges = case.policy.as_deref().map_or(Judges::All, Judges::Policy);
-        let (line, ok) = match replay(set, &base.join(&case.review), judges) {
-            Ok((verdict, message)) => {
+        let (line, ok) = match replay(set, &base.join(&case.review), case.endpoint.hook(), judges) {
+            Ok(replayed) => {
                 let got = format!(
                     "{} (policy {}, rule {})",
-                    verdict.decision.as_str(),
-                    verdict.policy.as_deref().unwrap_or("(none)"),
-                    verdict.rule
+                    replayed.answered.as_str(),
+                    replayed.verdict.policy_name().unwrap_or("(none)"),
+                    replayed.verdict.rule
                 );
-                if mismatches(case, &verdict).is_empty() {
+                if mismatches(case, &replayed).is_empty() {
                     (format!("ok    {label}: {got}"), true)
                 } else {
+                    let message = &replayed.message;
                     let said = if message.is_empty() { String::new() } else { format!(" — {message}") };
                     (format!("FAIL  {label}: expected {}, got {got}{said}", expected(case)), false)
                 }
@@ -368,6 +408,7 @@ mod tests {
             decision,
             policy: policy.map(str::to_owned),
             rule: rule.map(str::to_owned),
+            endpoint: HookArg::Validate,
         }
     }
 
@@ -400,23 +441,19 @@ mod tests {
     #[test]
     fn replays_a_captured_edit_as_the_server_decides_it() {
         let set = mk_set();
-        let (v, message) =
-            replay(&set, &repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json"), Judges::All)
-                .unwrap();
+        let edit = repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json");
+        let r = replay(&set, &edit, Hook::Validate, Judges::All).unwrap();
+        let (v, message) = (&r.verdict, &r.message);
         assert_eq!(
-            (v.decision.as_str(), v.policy.as_deref(), v.rule.as_str()),
+            (v.decision.as_str(), v.policy_name(), v.rule.to_string().as_str()),
             ("denied", Some("mesh-gitops"), "protected")
         );
         assert!(message.starts_with("VirtualService shop/reviews is managed by GitOps"), "{message}");
         assert!(message.chars().count() <= MESSAGE_HEAD + 1);
-        let (v, message) = replay(
-            &set,
-            &repo("tests/fixtures/virtualservice-create-argocd-kubectl-apply.validating.json"),
-            Judges::All,
-        )
-        .unwrap();
-        assert_eq!(v.decision.as_str(), "allowed");
-        assert!(message.is_empty());
+        let argocd = repo("tests/fixtures/virtualservice-create-argocd-kubectl-apply.validating.json");
+        let r = replay(&set, &argocd, Hook::Validate, Judges::All).unwrap();
+        assert_eq!(r.verdict.decision.as_str(), "allowed");
+        assert!(r.message.is_empty());
     }
 
     #[test]
@@ -432,28 +469,32 @@ mod tests {
         let edit = replay_as_registered(
             &set,
             &repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json"),
+            Hook::Validate,
         )
         .unwrap();
         let got: Vec<(&str, Option<&str>)> =
-            edit.iter().map(|(v, _)| (v.decision.as_str(), v.policy.as_deref())).collect();
+            edit.iter().map(|r| (r.verdict.decision.as_str(), r.verdict.policy_name())).collect();
         assert_eq!(got, [("denied", Some("mesh-gitops")), ("denied", Some("team-routes"))]);
         let gc = replay_as_registered(
             &set,
             &repo(
                 "tests/fixtures/virtualservice-update-foreground-finalizer-removal-garbage-collector.validating.json",
             ),
+            Hook::Validate,
         )
         .unwrap();
         assert_eq!(gc.len(), 1);
-        assert_eq!((gc[0].0.decision, gc[0].0.rule.as_str()), (Decision::Allowed, "builtin:finalizer-removal"));
+        assert_eq!(
+            (gc[0].verdict.decision, gc[0].verdict.rule.to_string().as_str()),
+            (Decision::Allowed, "builtin:finalizer-removal")
+        );
     }
 
     #[test]
     fn names_every_difference_from_the_expectation() {
         let set = mk_set();
-        let (v, _) =
-            replay(&set, &repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json"), Judges::All)
-                .unwrap();
+        let edit = repo("tests/fixtures/virtualservice-update-kubectl-edit-human.validating.json");
+        let v = replay(&set, &edit, Hook::Validate, Judges::All).unwrap();
         let cases: &[(Case, &[&str])] = &[
             (mk_case(Decision::Denied, None, None), &[]),
             (mk_case(Decision::Denied, Some("mesh-gitops"), Some("protected")), &[]),
@@ -485,9 +526,28 @@ mod tests {
         std::fs::write(&bad, "{\"kind\":\"Pod\"}").unwrap();
         let cases = [(bad, "failed to parse"), (dir.path().join("missing.json"), "failed to read")];
         for (path, want) in cases {
-            let e = replay(&set, &path, Judges::All).unwrap_err().to_string();
+            let e = replay(&set, &path, Hook::Validate, Judges::All).unwrap_err().to_string();
             assert!(e.starts_with(want), "{e}");
         }
+    }
+
+    #[test]
+    fn replays_the_mutating_webhook_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = std::fs::read_to_string(repo("policies/default.yaml")).unwrap().replacen(
+            "mode: enforce",
+            "mode: repair",
+            1,
+        );
+        std::fs::write(dir.path().join("default.yaml"), policy).unwrap();
+        let set = PolicySet::new(policy::load_dir(dir.path()).unwrap(), &["driftgate".to_owned()]);
+        let edit = repo("tests/fixtures/virtualservice-update-kubectl-edit-human.mutating.json");
+        let mutated = replay(&set, &edit, Hook::Mutate, Judges::All).unwrap();
+        assert_eq!((mutated.answered, mutated.verdict.rule.to_string().as_str()), (Decision::Repaired, "protected"));
+        assert!(mutated.message.contains("the protected fields changed by"), "{}", mutated.message);
+        // The same edit at the validating webhook, unrepaired, is refused.
+        let validated = replay(&set, &edit, Hook::Validate, Judges::All).unwrap();
+        assert_eq!(validated.answered, Decision::Denied);
     }
 
     #[test]

@@ -1,6 +1,5 @@
-//! The mutating endpoint's decisions: repair patches that restore protected fields, and
-//! provenance stamps on every write a policy with `provenance: true` admits. PURE, like the rest
-//! of `decide`.
+//! The mutating webhook's patches: repairs that restore protected fields, and provenance stamps
+//! on every write a policy with `provenance: true` admits. PURE, like the rest of `decide`.
 //!
 //! Every patch is a JSONPatch computed with json-patch's `diff` from the request's object to the
 //! object that should land, so it is minimal and applies cleanly; no patch when nothing differs
@@ -10,79 +9,40 @@ use json_patch::{Patch, PatchOperation};
 use serde_json::{Map, Value, json};
 
 use super::changes::{self, LAST_APPLIED, SERVER_MANAGED};
-use super::{DecideError, Decision, Endpoint, Judges, UNKNOWN_POLICY, Verdict, decide_at, parse_object, tracking};
-use crate::admission::{AdmissionRequest, Operation};
-use crate::policy::PolicySet;
+use super::judge::Objects;
+use super::{DecideError, parse_object, tracking};
+use crate::admission::AdmissionRequest;
 
 pub use super::tracking::{GITOPS_APP, LAST_WRITER};
 
-/// The mutating endpoint's answer: the verdict and the patch (empty for none).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mutation {
-    /// The verdict; only `Repaired` is drift here (the validating webhook records the rest).
-    pub verdict: Verdict,
-    /// The JSONPatch to return; empty when the object is to land as sent.
-    pub patch: Patch,
-}
-
-/// Decides a request for the mutating webhook, judged by every policy that covers it.
-pub fn mutate(set: &PolicySet, req: &AdmissionRequest<'_>) -> Result<Mutation, DecideError> {
-    mutate_by(set, req, Judges::All)
-}
-
-/// Decides a request for the mutating webhook of `judges`: repairs what a repair-mode policy
-/// protects, and stamps provenance on every write a policy with `provenance` admits.
-pub fn mutate_by(set: &PolicySet, req: &AdmissionRequest<'_>, judges: Judges<'_>) -> Result<Mutation, DecideError> {
-    let (mut verdict, objects) = decide_at(set, req, Endpoint::Mutate, judges)?;
-    let writes_object = matches!(req.operation, Operation::Create | Operation::Update)
-        && req.sub_resource.as_deref().is_none_or(str::is_empty);
-    // Every write a policy admits, whoever makes it, so the stamp is never stale; never on a
-    // built-in rule's write (finishing a deletion, status) nor on a refused one.
-    let stamp = writes_object
-        && verdict.decision != Decision::Denied
-        && verdict.rule != UNKNOWN_POLICY
-        && verdict
-            .policy
-            .as_deref()
-            .and_then(|p| set.index_of(p))
-            .and_then(|i| set.get(i))
-            .is_some_and(|p| p.spec.provenance);
-    let patch = match verdict.decision {
-        Decision::Repaired => {
-            let new = parse_object("object", req.object)?;
-            let old = parse_object("oldObject", req.old_object)?;
-            let normalised = objects.as_ref().and_then(|o| o.old.as_ref().zip(o.new.as_ref()));
-            match (old, new, normalised) {
-                (Some(old), Some(new), Some((old_n, new_n))) => {
-                    let writer = stamp.then(|| Stamp::of(&req.user_info.username, &new, Some(&old)));
-                    match repair(&old, &new, old_n, new_n, &verdict.not_exempt, writer) {
-                        Some(patch) => patch,
-                        None => {
-                            // The exempt changes could not be kept apart from the rest: refuse
-                            // rather than guess. The validating webhook denies what arrives.
-                            verdict.decision = Decision::Denied;
-                            verdict.rule = "repair:not-possible".to_owned();
-                            Patch(Vec::new())
-                        }
-                    }
-                }
-                _ => Patch(Vec::new()),
-            }
-        }
-        _ if stamp => match parse_object("object", req.object)? {
-            Some(new) => {
-                // The stored object's tracking is needed only when the new one carries none.
-                let old = match tracking::tracked_by(&new) {
-                    Some(_) => None,
-                    None => parse_object("oldObject", req.old_object)?,
-                };
-                provenance(&Stamp::of(&req.user_info.username, &new, old.as_ref()), &new)
-            }
-            None => Patch(Vec::new()),
-        },
-        _ => Patch(Vec::new()),
+/// The patch that stamps the request's object with `writer` (and its GitOps app), or `None`
+/// when it has no object. Only what differs is patched.
+pub(crate) fn provenance(req: &AdmissionRequest<'_>, writer: &str) -> Result<Option<Patch>, DecideError> {
+    let Some(new) = parse_object("object", req.object)? else { return Ok(None) };
+    // The stored object's tracking is needed only when the new one carries none.
+    let old = match tracking::tracked_by(&new) {
+        Some(_) => None,
+        None => parse_object("oldObject", req.old_object)?,
     };
-    Ok(Mutation { verdict, patch })
+    Ok(Some(stamp_patch(&Stamp::of(writer, &new, old.as_ref()), &new)))
+}
+
+/// The patch that repairs an UPDATE (see [`repair_to`]), stamped with `writer` when given; `None`
+/// when the exempt changes cannot be kept apart from the rest.
+pub(crate) fn repair(
+    req: &AdmissionRequest<'_>,
+    objects: &Objects,
+    not_exempt: &[String],
+    writer: Option<&String>,
+) -> Result<Option<Patch>, DecideError> {
+    let new = parse_object("object", req.object)?;
+    let old = parse_object("oldObject", req.old_object)?;
+    let (Some(old), Some(new), Some(old_n), Some(new_n)) = (old, new, objects.old.as_ref(), objects.new.as_ref())
+    else {
+        return Ok(Some(Patch(Vec::new())));
+    };
+    let stamp = writer.map(|w| Stamp::of(w, &new, Some(&old)));
+    Ok(repair_to(&old, &new, old_n, new_n, not_exempt, stamp))
 }
 
 /// The provenance annotations a write should carry.
@@ -113,7 +73,7 @@ impl Stamp {
 
 /// The patch that stamps `new`. Only what differs is added or changed; the patch touches the
 /// annotations alone, so its cost does not grow with the object.
-fn provenance(stamp: &Stamp, new: &Value) -> Patch {
+fn stamp_patch(stamp: &Stamp, new: &Value) -> Patch {
     let wanted = stamp.0.clone();
     let Some(meta) = new.get("metadata").and_then(Value::as_object) else { return Patch(Vec::new()) };
     let ops: Vec<Value> = match meta.get("annotations").and_then(Value::as_object) {
@@ -136,7 +96,7 @@ fn provenance(stamp: &Stamp, new: &Value) -> Patch {
 /// The patch that makes `new` equal `old` on every protected path: changes outside
 /// `not_exempt` (when an exemption covered some) go through, server-managed metadata stays as
 /// the API server set it, everything else is restored (and stamped, when a stamp is given).
-fn repair(
+fn repair_to(
     old: &Value,
     new: &Value,
     old_n: &Value,

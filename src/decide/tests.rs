@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::admission;
+use crate::admission::{self, UserInfo};
 use crate::policy::load_str;
 
 const BASE: &str = "apiVersion: driftgate.dev/v1alpha1
@@ -79,7 +79,8 @@ fn run(set: &PolicySet, r: Req) -> Verdict {
     })
     .to_string();
     let review = admission::parse(body.as_bytes()).unwrap();
-    decide(set, &review.request).unwrap()
+    let stamp = EventStamp { id: "E".into(), time: time::OffsetDateTime::UNIX_EPOCH };
+    admit(set, &review.request, Endpoint::validate(None), &stamp).unwrap().verdict
 }
 
 #[test]
@@ -153,7 +154,7 @@ fn decides_each_rule() {
     ];
     for (what, req, decision, rule) in cases {
         let v = run(&set, req);
-        assert_eq!((v.decision, v.rule.as_str()), (decision, rule), "{what}: {v:?}");
+        assert_eq!((v.decision, v.rule.to_string().as_str()), (decision, rule), "{what}: {v:?}");
     }
 }
 
@@ -166,7 +167,7 @@ fn break_glass_annotation_needs_a_reason() {
         run(&set, Req { new, ..mk_req() })
     };
     let v = with("INC-42 outage");
-    assert_eq!((v.decision, v.reason.as_deref()), (Decision::BreakGlass, Some("INC-42 outage")));
+    assert_eq!((v.decision, v.reason()), (Decision::BreakGlass, Some("INC-42 outage")));
     assert_eq!(with("  ").decision, Decision::Denied);
 }
 
@@ -180,7 +181,7 @@ fn modes_and_scopes() {
         new: json!({"metadata": {"name": "r"}, "spec": {"w": 2}}),
         ..mk_req()
     };
-    assert_eq!(run(&mk_set("enforce", "managed"), untracked()).rule, "scope:untracked");
+    assert_eq!(run(&mk_set("enforce", "managed"), untracked()).rule.to_string(), "scope:untracked");
     assert_eq!(run(&mk_set("enforce", "all"), untracked()).decision, Decision::Denied);
     assert_eq!(run(&mk_set("enforce", "managed"), mk_req()).decision, Decision::Denied);
 }
@@ -194,7 +195,7 @@ fn most_severe_policy_wins() {
     );
     let set = PolicySet::new(load_str(Path::new("t.yaml"), &yaml).unwrap(), &[]);
     let v = run(&set, mk_req());
-    assert_eq!((v.decision, v.policy.as_deref()), (Decision::Denied, Some("strict")));
+    assert_eq!((v.decision, v.policy_name()), (Decision::Denied, Some("strict")));
 }
 
 #[test]
@@ -207,7 +208,7 @@ fn messages_say_who_what_and_where_to_change_it() {
          alice@example.com are not allowed — change it in Git. Changed: /spec/w (90 → 70). Drift event E1."
     );
     let deleted = run(&mk_set("enforce", "all"), Req { op: "DELETE", new: Value::Null, name: "", ..mk_req() });
-    assert_eq!(deleted.name, "reviews");
+    assert_eq!(deleted.object.name, "reviews");
     assert!(deleted.message(&alice, "E2").contains("Attempted: delete. Drift event E2."));
     let many = run(
         &mk_set("enforce", "all"),

@@ -1,7 +1,8 @@
 //! GitOps tracking metadata: which Argo CD application or Flux object owns an object.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use crate::event::{GitOpsRef, GitOpsTool};
 
 /// Argo CD's tracking annotation (`<app>:<group>/<Kind>:<namespace>/<name>`).
 pub const ARGOCD_TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
@@ -20,51 +21,6 @@ pub const FLUX_HELM_NAMESPACE: &str = "helm.toolkit.fluxcd.io/namespace";
 pub const LAST_WRITER: &str = "driftgate.dev/last-writer";
 /// The annotation that names the GitOps application that owns an object (`argocd:mesh-config`).
 pub const GITOPS_APP: &str = "driftgate.dev/gitops-app";
-
-/// The GitOps tool that tracks an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GitOpsTool {
-    /// Argo CD.
-    Argocd,
-    /// Flux.
-    Flux,
-}
-
-impl GitOpsTool {
-    /// The name in events and stamps: `argocd`, `flux`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GitOpsTool::Argocd => "argocd",
-            GitOpsTool::Flux => "flux",
-        }
-    }
-}
-
-impl std::fmt::Display for GitOpsTool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The GitOps tool and application that track an object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GitOpsRef {
-    /// Argo CD or Flux.
-    pub tool: GitOpsTool,
-    /// The Argo CD application, or the Flux `Kustomization`/`HelmRelease` as `kind namespace/name`.
-    pub app: String,
-}
-
-impl GitOpsRef {
-    /// How the owner reads in a message: `Argo CD app mesh-config`, `Flux Kustomization flux-system/mesh`.
-    pub fn describe(&self) -> String {
-        match self.tool {
-            GitOpsTool::Argocd => format!("Argo CD app {}", self.app),
-            GitOpsTool::Flux => format!("Flux {}", self.app),
-        }
-    }
-}
 
 fn str_at<'v>(meta: &'v Value, map: &str, key: &str) -> Option<&'v str> {
     meta.get(map)?.get(key)?.as_str().filter(|s| !s.is_empty())

@@ -1,8 +1,9 @@
-//! Request handlers: parse → decide → journal → respond.
+//! Request handlers: parse → [`crate::decide::admit`] → journal → respond.
 //!
-//! The decision is [`crate::decide::decide`]; this module adds what needs I/O or a clock: the
-//! event id and time, the durable journal write before a drift answer, logs and the tracing
-//! span. Bad input gets a 4xx with a JSON body naming the problem, never a panic.
+//! Every decision, and the answer itself, comes from the core; this module adds only what
+//! needs I/O or a clock: the event id and time, the durable journal write before a drift answer,
+//! the Kubernetes Event, logs, metrics and the tracing span. Bad input gets a 4xx with a JSON
+//! body naming the problem, never a panic.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,15 +19,10 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use super::AppState;
-use crate::admission::{self, AdmissionResponse};
-use crate::decide::{self, Decision, Endpoint, Judges};
-use crate::event::DriftEvent;
+use crate::admission;
+use crate::decide::{self, Endpoint, EventStamp, Hook, Judges, Rule};
 use crate::metrics::{DriftLabels, RequestLabels};
 use crate::sinks::events::object_uid;
-
-/// The audit annotation that carries the drift event id (the kube-apiserver prefixes it with
-/// the webhook's name).
-pub const AUDIT_EVENT_ID: &str = "drift-event-id";
 
 /// Set per connection: whether the peer presented a client certificate that verified.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +81,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// `POST /validate`: answers an AdmissionReview for the validating webhook, judged by every
 /// policy that covers it.
 pub async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    admit(&state, request, Endpoint::Validate, None).await
+    serve(&state, request, Hook::Validate, None).await
 }
 
 /// `POST /validate/<policy>`: as `/validate`, judged by the named policy alone (what the
@@ -95,13 +91,13 @@ pub async fn validate_policy(
     Path(policy): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    admit(&state, request, Endpoint::Validate, Some(policy)).await
+    serve(&state, request, Hook::Validate, Some(policy)).await
 }
 
 /// `POST /mutate`: answers an AdmissionReview for the mutating webhook, with a JSONPatch when
 /// it stamps provenance or repairs.
 pub async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    admit(&state, request, Endpoint::Mutate, None).await
+    serve(&state, request, Hook::Mutate, None).await
 }
 
 /// `POST /mutate/<policy>`: as `/mutate`, for the named policy alone.
@@ -110,20 +106,13 @@ pub async fn mutate_policy(
     Path(policy): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    admit(&state, request, Endpoint::Mutate, Some(policy)).await
+    serve(&state, request, Hook::Mutate, Some(policy)).await
 }
 
-async fn admit(
-    state: &AppState,
-    request: Request,
-    endpoint: Endpoint,
-    policy: Option<String>,
-) -> Result<Response, ApiError> {
+/// Checks the caller and the time limit around [`answer`], and counts the outcome.
+async fn serve(state: &AppState, request: Request, hook: Hook, policy: Option<String>) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let path = match endpoint {
-        Endpoint::Validate => "validate",
-        Endpoint::Mutate => "mutate",
-    };
+    let path = hook.as_str();
     let verified = request.extensions().get::<PeerCertificate>().is_some_and(|p| p.0);
     let result = if state.require_client_cert && !verified {
         Err(ApiError::new(
@@ -131,11 +120,8 @@ async fn admit(
             "a client certificate signed by the configured client CA is required",
         ))
     } else {
-        let judges = match &policy {
-            Some(name) => Judges::Policy(name),
-            None => Judges::All,
-        };
-        match tokio::time::timeout(state.request_timeout, admit_inner(state, request, endpoint, judges, path)).await {
+        let endpoint = Endpoint { hook, judges: policy.as_deref().map_or(Judges::All, Judges::Policy) };
+        match tokio::time::timeout(state.request_timeout, answer(state, request, endpoint)).await {
             Ok(result) => result,
             Err(_) => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -155,12 +141,11 @@ async fn admit(
     }
 }
 
-async fn admit_inner(
+/// Parses, calls the decision core, journals a drift event durably, and writes the answer.
+async fn answer(
     state: &AppState,
     request: Request,
-    endpoint: Endpoint,
-    judges: Judges<'_>,
-    path: &'static str,
+    endpoint: Endpoint<'_>,
 ) -> Result<(Vec<u8>, RequestLabels), ApiError> {
     check_content_type(&request)?;
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
@@ -168,7 +153,7 @@ async fn admit_inner(
     let req = &review.request;
     let span = tracing::info_span!(
         "admission",
-        endpoint = ?endpoint,
+        endpoint = endpoint.hook.as_str(),
         uid = %req.uid,
         operation = req.operation.as_str(),
         kind = %req.kind.kind,
@@ -178,91 +163,51 @@ async fn admit_inner(
         decision = Empty,
         policy = Empty,
     );
-    let (answer, decision) = answer(state, &review, endpoint, judges).instrument(span).await?;
-    let labels = RequestLabels {
-        endpoint: path,
-        operation: req.operation.as_str(),
-        decision: decision.as_str(),
-        kind: req.kind.kind.clone(),
-    };
-    Ok((answer, labels))
-}
-
-/// Decides, journals drift durably, and builds the AdmissionReview answer; gives the answer and
-/// the decision it carries out (the mutating webhook never refuses: the validating one does).
-async fn answer(
-    state: &AppState,
-    review: &admission::Review<'_>,
-    endpoint: Endpoint,
-    judges: Judges<'_>,
-) -> Result<(Vec<u8>, Decision), ApiError> {
-    let req = &review.request;
-    let span = tracing::Span::current();
-    let bad = |e: decide::DecideError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
-    let (verdict, patch) = match endpoint {
-        Endpoint::Validate => (decide::decide_by(&state.policies.load(), req, judges).map_err(bad)?, None),
-        Endpoint::Mutate => {
-            let m = decide::mutate::mutate_by(&state.policies.load(), req, judges).map_err(bad)?;
-            (m.verdict, Some(m.patch))
-        }
-    };
-    // The mutating webhook records only what it repairs; the validating one records the rest.
-    let record = match endpoint {
-        Endpoint::Validate => verdict.decision.is_drift(),
-        Endpoint::Mutate => verdict.decision == Decision::Repaired,
-    };
+    let stamp = EventStamp { id: uuid::Uuid::now_v7().to_string(), time: time::OffsetDateTime::now_utc() };
+    let outcome = span
+        .in_scope(|| decide::admit(&state.policies.load(), req, endpoint, &stamp))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let verdict = &outcome.verdict;
     span.record("decision", verdict.decision.as_str());
-    span.record("policy", verdict.policy.as_deref().unwrap_or("-"));
-
-    let mut answer = AdmissionResponse::allow(&req.uid);
-    if record {
-        let id = uuid::Uuid::now_v7().to_string();
-        let event = DriftEvent::new(id.clone(), time::OffsetDateTime::now_utc(), req, &verdict);
+    span.record("policy", verdict.policy_name().unwrap_or("-"));
+    if let Some(event) = &outcome.event {
         let appending = Instant::now();
-        let journaled = state.journal.append(event.to_line()).await;
+        let journaled = state.journal.append(event.to_line()).instrument(span.clone()).await;
         state.metrics.drift_event(
             DriftLabels {
-                decision: verdict.decision.as_str(),
+                decision: event.decision.as_str(),
                 kind: req.kind.kind.clone(),
-                namespace: verdict.namespace.clone(),
+                namespace: event.resource.namespace.to_string(),
             },
             appending.elapsed(),
         );
         if let Some(sink) = &state.events {
             // Never waits: a full queue drops (and counts) the Event; the journal has it all.
-            sink.submit_regarding(&event, object_uid(req.old_object.or(req.object)).as_deref());
+            sink.submit_regarding(event, object_uid(req.old_object.or(req.object)).as_deref());
         }
+        let _entered = span.enter();
         match journaled {
-            Ok(()) => tracing::info!(event = %id, rule = %verdict.rule, dry_run = req.dry_run, "drift"),
+            Ok(()) => tracing::info!(event = %event.id, rule = %verdict.rule, dry_run = req.dry_run, "drift"),
             // The answer stands: enforce still denies, warn/audit still allow. /readyz reports it.
-            Err(e) => tracing::error!(event = %id, error = %e, "drift event could not be journaled"),
+            Err(e) => tracing::error!(event = %event.id, error = %e, "drift event could not be journaled"),
         }
-        answer = answer.annotate(AUDIT_EVENT_ID, id);
-        answer = match verdict.decision {
-            Decision::Denied => answer.deny(event.message.into_owned()),
-            Decision::Warned | Decision::BreakGlass | Decision::Repaired => answer.warn(event.message.into_owned()),
-            Decision::Audited | Decision::Allowed => answer,
-        };
-    } else if verdict.rule == decide::UNKNOWN_POLICY {
-        // The webhook configuration names a policy that is not loaded (changed policies, not
-        // re-registered): nothing protects the request, so say so instead of failing everyone.
-        let policy = verdict.policy.as_deref().unwrap_or_default();
-        tracing::error!(%policy, "a webhook calls a policy that is not loaded; run `driftgate register` again");
-        answer = answer.warn(format!(
-            "driftgate: policy {policy} is not loaded, so nothing was checked; the webhook configuration is out of date (run `driftgate register`)"
-        ));
+    } else if verdict.rule == Rule::UnknownPolicy {
+        let _entered = span.enter();
+        tracing::error!(
+            policy = verdict.policy_name().unwrap_or_default(),
+            "a webhook calls a policy that is not loaded; run `driftgate register` again"
+        );
     } else {
+        let _entered = span.enter();
         tracing::debug!(rule = %verdict.rule, "allowed");
     }
-    if let Some(patch) = &patch {
-        answer = answer.with_patch(patch);
-    }
-    let answered = match (endpoint, verdict.decision) {
-        (Endpoint::Mutate, Decision::Repaired) => Decision::Repaired,
-        (Endpoint::Mutate, _) => Decision::Allowed,
-        (Endpoint::Validate, decision) => decision,
+    let labels = RequestLabels {
+        endpoint: endpoint.hook.as_str(),
+        operation: req.operation.as_str(),
+        decision: outcome.answered.as_str(),
+        kind: req.kind.kind.clone(),
     };
-    Ok((answer.into_body(review.version), answered))
+    Ok((outcome.answer.into_body(review.version), labels))
 }
 
 fn json_response(body: Vec<u8>) -> Response {

@@ -1,0 +1,238 @@
+//! How a request is judged: the policies that cover it, the built-in rules that hold whatever
+//! they say, then each policy in turn (GitOps writer → exemption → no change → scope →
+//! break-glass → the mode); the most severe verdict wins. Objects are parsed only when a rule
+//! first needs them. PURE.
+
+use serde_json::Value;
+
+use super::changes::{self, Change, Changes};
+use super::verdict::{Drift, Judge, Rule, Verdict};
+use super::{DecideError, Hook, Judges, lifecycle, mutate, parse_object, tracking};
+use crate::admission::{AdmissionRequest, Operation};
+use crate::event::{Decision, GitOpsRef};
+use crate::policy::{BREAK_GLASS_ANNOTATION, DriftPolicy, Exemption, Mode, PolicySet, Scope, service_account_of};
+
+/// Service accounts whose deletions are clean-up, not drift.
+const CLEANUP_CONTROLLERS: &[(&str, &str)] =
+    &[("kube-system", "generic-garbage-collector"), ("kube-system", "namespace-controller")];
+
+/// The request's objects, parsed and normalised once, when a rule first needs them.
+pub(crate) struct Objects {
+    /// `oldObject`, normalised.
+    pub(crate) old: Option<Value>,
+    /// `object`, normalised.
+    pub(crate) new: Option<Value>,
+    /// Every change, uncapped.
+    pub(crate) all_changes: Vec<Change>,
+}
+
+impl Objects {
+    fn load(req: &AdmissionRequest<'_>) -> Result<Self, DecideError> {
+        let mut old = parse_object("oldObject", req.old_object)?;
+        let mut new = parse_object("object", req.object)?;
+        old.iter_mut().chain(new.iter_mut()).for_each(changes::normalise);
+        let all_changes = changes::changes(req.operation, req.sub_resource.as_deref(), old.as_ref(), new.as_ref());
+        Ok(Objects { old, new, all_changes })
+    }
+
+    /// The object as it will be (CREATE/UPDATE) or is (DELETE).
+    fn subject(&self) -> Option<&Value> {
+        self.new.as_ref().or(self.old.as_ref())
+    }
+
+    fn gitops(&self) -> Option<GitOpsRef> {
+        self.old.as_ref().and_then(tracking::tracked_by).or_else(|| self.new.as_ref().and_then(tracking::tracked_by))
+    }
+}
+
+/// Whether the request is about a Namespace object itself.
+pub(crate) fn is_namespace_object(req: &AdmissionRequest<'_>) -> bool {
+    req.resource.group.is_empty() && req.resource.resource == "namespaces"
+}
+
+/// The namespace a request is in: a Namespace object counts as being in itself.
+fn namespace_of<'r>(req: &'r AdmissionRequest<'_>) -> &'r str {
+    if is_namespace_object(req) && !req.name.is_empty() { &req.name } else { &req.namespace }
+}
+
+/// Judges a request as `hook` of `judges` answers it.
+pub(crate) fn judge(
+    set: &PolicySet,
+    req: &AdmissionRequest<'_>,
+    hook: Hook,
+    judges: Judges<'_>,
+) -> Result<Verdict, DecideError> {
+    let mut ids = Vec::new();
+    let namespace = namespace_of(req);
+    set.matching(&req.resource.group, &req.kind.kind, &req.resource.resource, namespace, req.operation, &mut ids);
+    if let Judges::Policy(name) = judges {
+        let Some(only) = set.index_of(name) else {
+            let mut v = Verdict::new(req, Decision::Allowed, Rule::UnknownPolicy);
+            v.policy = Some(Judge { name: name.to_owned(), mode: Mode::default() });
+            return Ok(v);
+        };
+        ids.retain(|&i| i == only);
+    }
+    if ids.is_empty() {
+        return Ok(Verdict::new(req, Decision::Allowed, Rule::Unprotected));
+    }
+    if let Some(rule) = builtin(set, req) {
+        return Ok(Verdict::new(req, Decision::Allowed, rule));
+    }
+    let mut objects: Option<Objects> = None;
+    if lifecycle::worth_checking(req) {
+        let loaded = Objects::load(req)?;
+        let finishing = match (&loaded.old, &loaded.new) {
+            (Some(old), Some(new)) => lifecycle::allows(&req.user_info.username, old, new),
+            _ => None,
+        };
+        match finishing {
+            Some(lifecycle::Lifecycle::FinalizerRemoval) => {
+                return Ok(Verdict::new(req, Decision::Allowed, Rule::FinalizerRemoval));
+            }
+            Some(lifecycle::Lifecycle::Orphaning) => {
+                return Ok(Verdict::new(req, Decision::Allowed, Rule::GarbageCollectorOrphaning));
+            }
+            None => objects = Some(loaded),
+        }
+    }
+    let mut best: Option<Verdict> = None;
+    for policy in ids.iter().filter_map(|&i| set.get(i)) {
+        let verdict = evaluate(policy, req, hook, &mut objects)?;
+        if best.as_ref().is_none_or(|b| verdict.decision.severity() > b.decision.severity()) {
+            best = Some(verdict);
+        }
+    }
+    let mut verdict = best.unwrap_or_else(|| Verdict::new(req, Decision::Allowed, Rule::Unprotected));
+    if verdict.object.name.is_empty() {
+        // DeleteCollection names no object in the request; the object itself has the name.
+        if let Some(name) = objects.as_ref().and_then(|o| o.subject()).and_then(|o| o.pointer("/metadata/name")) {
+            verdict.object.name = name.as_str().unwrap_or_default().to_owned();
+        }
+    }
+    Ok(verdict)
+}
+
+/// Rules that hold whatever the policies say.
+fn builtin(set: &PolicySet, req: &AdmissionRequest<'_>) -> Option<Rule> {
+    if set.is_never_protected(namespace_of(req)) {
+        return Some(Rule::NeverProtectedNamespace);
+    }
+    if req.operation == Operation::Connect {
+        return Some(Rule::Connect);
+    }
+    if req.sub_resource.as_deref() == Some("status") {
+        return Some(Rule::StatusSubresource);
+    }
+    if req.operation == Operation::Delete
+        && let Some(sa) = service_account_of(&req.user_info.username)
+        && CLEANUP_CONTROLLERS.contains(&sa)
+    {
+        return Some(Rule::CleanupController);
+    }
+    None
+}
+
+fn exemption_applies(ex: &Exemption, req: &AdmissionRequest<'_>) -> bool {
+    let user = &req.user_info;
+    let who = service_account_of(&user.username)
+        .is_some_and(|(ns, n)| ex.service_accounts.iter().any(|s| s.matches(ns, n)))
+        || ex.users.iter().any(|u| u.0 == user.username)
+        || ex.groups.iter().any(|g| user.groups.contains(&g.0));
+    let op = ex.operations.is_empty() || ex.operations.contains(&req.operation);
+    let sub = ex.subresources.is_empty()
+        || req.sub_resource.as_deref().is_some_and(|s| ex.subresources.iter().any(|e| e.0 == s));
+    who && op && sub
+}
+
+/// One policy's verdict.
+fn evaluate(
+    policy: &DriftPolicy,
+    req: &AdmissionRequest<'_>,
+    hook: Hook,
+    objects: &mut Option<Objects>,
+) -> Result<Verdict, DecideError> {
+    let spec = &policy.spec;
+    let decided = |decision, rule| {
+        let mut v = Verdict::new(req, decision, rule);
+        v.policy = Some(Judge { name: policy.metadata.name.0.clone(), mode: spec.mode });
+        v
+    };
+    if let Some(who) = spec.gitops.matching(&req.user_info) {
+        return Ok(decided(Decision::Allowed, Rule::Gitops(who)));
+    }
+    if objects.is_none() {
+        *objects = Some(Objects::load(req)?);
+    }
+    let Some(objects) = objects.as_ref() else { return Ok(decided(Decision::Allowed, Rule::Unprotected)) };
+    let all = &objects.all_changes;
+    if req.operation == Operation::Update && all.is_empty() {
+        return Ok(decided(Decision::Allowed, Rule::NoChange));
+    }
+    let mut partial: Option<(&str, Vec<String>)> = None;
+    for ex in spec.exemptions.iter().filter(|ex| exemption_applies(ex, req)) {
+        if ex.paths.is_empty() {
+            return Ok(decided(Decision::Allowed, Rule::Exemption(ex.name.0.clone())));
+        }
+        if req.operation != Operation::Update {
+            continue;
+        }
+        let not_exempt: Vec<String> =
+            all.iter().filter(|c| !ex.paths.iter().any(|p| p.covers(&c.path))).map(|c| c.path.clone()).collect();
+        if not_exempt.is_empty() {
+            return Ok(decided(Decision::Allowed, Rule::Exemption(ex.name.0.clone())));
+        }
+        if partial.as_ref().is_none_or(|(_, prev)| not_exempt.len() < prev.len()) {
+            partial = Some((ex.name.0.as_str(), not_exempt));
+        }
+    }
+    let gitops = objects.gitops();
+    if spec.scope == Scope::Managed && gitops.is_none() {
+        return Ok(decided(Decision::Allowed, Rule::ScopeUntracked));
+    }
+    let mut drift = Drift { gitops, changes: Changes::cap(all), ..Drift::default() };
+    let (mut decision, mut rule) = if let Some(g) =
+        spec.break_glass.groups.iter().find(|g| req.user_info.groups.contains(&g.0))
+    {
+        (Decision::BreakGlass, Rule::BreakGlassGroup(g.0.clone()))
+    } else if let Some(reason) = spec.break_glass.annotation.then(|| break_glass_reason(objects.subject())).flatten() {
+        drift.reason = Some(reason);
+        (Decision::BreakGlass, Rule::BreakGlassAnnotation)
+    } else {
+        let decision = match spec.mode {
+            Mode::Enforce => Decision::Denied,
+            Mode::Warn => Decision::Warned,
+            Mode::Audit => Decision::Audited,
+            // Only an UPDATE has old values to restore, and only the mutating webhook can. The
+            // validating answer comes after it: a protected change that still arrives there was
+            // not repaired (the mutating webhook is not registered, or failed open), so it is refused.
+            Mode::Repair if hook == Hook::Mutate && req.operation == Operation::Update => Decision::Repaired,
+            Mode::Repair => Decision::Denied,
+        };
+        let rule = match &partial {
+            Some((name, _)) => Rule::ExemptionPartial((*name).to_owned()),
+            None => Rule::Protected,
+        };
+        (decision, rule)
+    };
+    if let Some((_, not_exempt)) = partial {
+        drift.not_exempt = not_exempt;
+    }
+    if decision == Decision::Repaired {
+        let stamp = spec.provenance.then_some(&req.user_info.username);
+        match mutate::repair(req, objects, &drift.not_exempt, stamp)? {
+            Some(patch) => drift.repair = Some(patch),
+            // The exempt changes could not be kept apart from the rest: refuse rather than guess.
+            // The validating webhook denies what arrives.
+            None => (decision, rule) = (Decision::Denied, Rule::RepairNotPossible),
+        }
+    }
+    let mut v = decided(decision, rule);
+    v.drift = Some(drift);
+    Ok(v)
+}
+
+fn break_glass_reason(object: Option<&Value>) -> Option<String> {
+    let reason = object?.pointer("/metadata/annotations")?.get(BREAK_GLASS_ANNOTATION)?.as_str()?.trim();
+    (!reason.is_empty()).then(|| reason.to_owned())
+}
