@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 use crate::config::{EventsMode, LogFormat, Settings};
-use crate::http::Server;
+use crate::server::App;
 
 /// driftgate: an admission webhook that makes Git the only writer of service-mesh configuration.
 #[derive(Debug, Parser)]
@@ -155,7 +155,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the runtime")?;
     let served = runtime.block_on(async {
-        let server = Server::bind(&settings).await?;
+        let server = App::from_settings(&settings).await?;
         let addr = server.local_addr().context("failed to read the bound address")?;
         let metrics = server.metrics_addr().context("failed to read the metrics address")?;
         tracing::info!(%addr, %metrics, journal = %settings.journal.display(), "driftgate serving");

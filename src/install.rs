@@ -202,8 +202,8 @@ pub fn default_ca_bundle() -> PathBuf {
 /// Reads a CA bundle and checks that it holds at least one PEM certificate.
 pub fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, InstallError> {
     let pem = std::fs::read(path).map_err(|error| InstallError::CaBundle { path: path.to_owned(), error })?;
-    let mut reader = pem.as_slice();
-    let has_cert = rustls_pemfile::certs(&mut reader).any(|c| c.is_ok());
+    use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+    let has_cert = CertificateDer::pem_slice_iter(&pem).any(|c| c.is_ok());
     if has_cert { Ok(pem) } else { Err(InstallError::CaBundleEmpty { path: path.to_owned() }) }
 }
 

@@ -18,13 +18,15 @@ pub mod install;
 pub mod journal;
 pub mod metrics;
 pub mod policy;
+pub mod reload;
+pub mod server;
 pub mod sinks;
 pub mod telemetry;
 
 pub use config::Settings;
 pub use decide::{Decision, Outcome, Verdict, admit};
-pub use http::Server;
 pub use policy::PolicySet;
+pub use server::App;
 
 /// An error and its causes in one line, each message once (`a: b: c`): the kube client's
 /// errors repeat their causes in their own messages.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{DEFAULT_POLICY, eventually, fixture};
 use driftgate::certs::{self, CertBundle};
-use driftgate::{Server, Settings};
+use driftgate::{App, Settings};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
 /// Lays `bundle` out as the kubelet does for a Secret volume: the files live in a timestamped
@@ -66,9 +66,9 @@ async fn rotates_without_failing_a_request_and_refuses_a_broken_pair() {
     let second = certs::generate(&certs::dev_request()).unwrap();
     publish(&settings.cert_dir, &first, "2026_11_23_10_00_00.1");
 
-    let server = Server::bind(&settings).await.unwrap();
+    let server = App::from_settings(&settings).await.unwrap();
     let addr = server.local_addr().unwrap();
-    let state = server.state();
+    let reloads = server.cert_reloads();
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(server.run(async move {
         let _ = stopped.await;
@@ -118,15 +118,15 @@ async fn rotates_without_failing_a_request_and_refuses_a_broken_pair() {
     running.store(false, Ordering::Relaxed);
     looping.await.unwrap();
     assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during rotation");
-    assert_eq!(state.tls.reloads.load(Ordering::Relaxed), 1);
+    assert_eq!(reloads.reloads.load(Ordering::Relaxed), 1);
 
     // A certificate with someone else's key is refused; the current one stays in service.
     let third = certs::generate(&certs::dev_request()).unwrap();
     let broken = CertBundle { key_pem: first.key_pem.clone(), ..third };
     publish(&settings.cert_dir, &broken, "2026_11_23_12_00_00.3");
-    assert!(eventually(Duration::from_secs(10), || state.tls.reload_errors.load(Ordering::Relaxed) == 1).await);
+    assert!(eventually(Duration::from_secs(10), || reloads.errors.load(Ordering::Relaxed) == 1).await);
     assert_eq!(served_cert(addr, &second.ca_pem).await, Some(der_of(&second.cert_pem)));
-    assert_eq!(state.tls.reloads.load(Ordering::Relaxed), 1);
+    assert_eq!(reloads.reloads.load(Ordering::Relaxed), 1);
 
     stop_server.send(()).unwrap();
     handle.await.unwrap();

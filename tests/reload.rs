@@ -21,7 +21,7 @@ async fn picks_up_changed_policies_and_refuses_broken_ones() {
 
     // enforce → warn, without a restart.
     std::fs::write(&file, policy_with("warn", "all")).unwrap();
-    let reload = server.state.reload.clone();
+    let reload = server.policy_reloads.clone();
     assert!(eventually(Duration::from_secs(10), || reload.reloads.load(Ordering::Relaxed) == 1).await);
     let (_, answer) = server.validate_fixture(EDIT).await;
     assert_eq!(answer["response"]["allowed"], true);
@@ -52,7 +52,7 @@ async fn picks_up_changed_policies_and_refuses_broken_ones() {
 async fn an_emptied_policy_folder_is_refused_not_taken_as_nothing_protected() {
     let server = TestServer::start(DEFAULT_POLICY).await;
     std::fs::remove_file(server.settings.policies.join("policy.yaml")).unwrap();
-    let reload = server.state.reload.clone();
+    let reload = server.policy_reloads.clone();
     assert!(eventually(Duration::from_secs(10), || reload.errors.load(Ordering::Relaxed) == 1).await);
     let (_, answer) = server.validate_fixture(EDIT).await;
     assert_eq!(answer["response"]["allowed"], false);

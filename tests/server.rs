@@ -5,7 +5,7 @@
 mod common;
 
 use common::{DEFAULT_POLICY, TestServer, client_for, fixture};
-use driftgate::{Server, Settings};
+use driftgate::{App, Settings};
 use reqwest::{StatusCode, Version};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -40,7 +40,7 @@ async fn refuses_to_start_on_a_broken_policy() {
     let settings = Settings::for_test(dir.path());
     std::fs::create_dir_all(&settings.policies).unwrap();
     std::fs::write(settings.policies.join("bad.yaml"), DEFAULT_POLICY.replace("mode: enforce", "mode: block")).unwrap();
-    let err = Server::bind(&settings).await.err().unwrap().to_string();
+    let err = App::from_settings(&settings).await.err().unwrap().to_string();
     assert!(err.contains("bad.yaml:14: spec.mode: unknown variant `block`"), "{err}");
 }
 
@@ -63,7 +63,7 @@ async fn makes_development_certificates_when_none_exist() {
     settings.dev_certs = true;
     std::fs::create_dir_all(&settings.policies).unwrap();
     std::fs::write(settings.policies.join("p.yaml"), DEFAULT_POLICY).unwrap();
-    let server = Server::bind(&settings).await.unwrap();
+    let server = App::from_settings(&settings).await.unwrap();
     for f in ["ca.crt", "tls.crt", "tls.key"] {
         assert!(settings.cert_dir.join(f).exists(), "{f}");
     }

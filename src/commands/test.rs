@@ -1,9 +1,9 @@
 //! `driftgate test`: replays AdmissionReview files offline through the decision core the server
 //! uses, and checks them against the expectations of test files (like `kyverno test`).
 //!
-//! Owns the test-file format. The decision is [`crate::decide::decide`] itself, over a
-//! [`PolicySet`] built as the server builds it ([`crate::http::load_policies`]); this module
-//! only reads files and prints. Nothing is journaled and nothing is sent anywhere.
+//! Owns the test-file format. The answer is the server's own, [`crate::decide::admit`], over a
+//! [`PolicySet`] loaded as the server loads it ([`policy::load_set`]); this module only reads
+//! files and prints. Nothing is journaled and nothing is sent anywhere.
 
 use std::collections::HashMap;
 use std::io::{self, Write as _};
@@ -259,10 +259,7 @@ struct Policies {
 impl Policies {
     fn get(&mut self, dir: &Path, namespace: &str) -> Result<&PolicySet, TestError> {
         let key = (dir.to_owned(), namespace.to_owned());
-        let loaded = self.sets.entry(key).or_insert_with(|| {
-            let loaded = policy::load_dir(dir)?;
-            Ok(PolicySet::new(loaded, &[namespace.to_owned()]))
-        });
+        let loaded = self.sets.entry(key).or_insert_with(|| Ok(policy::load_set(dir, namespace)?));
         loaded.as_ref().map_err(Clone::clone)
     }
 }

@@ -2,13 +2,11 @@
 //!
 //! TLS 1.2 and 1.3 only, the ring provider's modern suites (AEAD with forward secrecy), ALPN
 //! `h2` and `http/1.1` (the kube-apiserver uses both). The certificate is resolved through an
-//! [`ArcSwap`], and [`watch`] replaces it for new connections when the files change, without a
-//! restart.
+//! [`ArcSwap`]; the server's reloader ([`crate::server`]) replaces it for new connections when
+//! the files change, without a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
@@ -93,62 +91,6 @@ pub fn expiry(key: &CertifiedKey) -> Option<i64> {
     let leaf = key.cert.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
     Some(cert.validity().not_after.timestamp())
-}
-
-/// What certificate reloading has done, for logs, metrics and readiness.
-#[derive(Debug, Default)]
-pub struct TlsStats {
-    /// Certificates taken into service after start-up.
-    pub reloads: AtomicU64,
-    /// New pairs refused (the old one kept).
-    pub reload_errors: AtomicU64,
-    /// notAfter of the certificate in service (Unix seconds).
-    pub expiry: AtomicI64,
-}
-
-/// Polls `dir` every `interval` and serves a new, valid `tls.crt`/`tls.key` pair to new
-/// connections as soon as it appears. Comparing contents (not modification times) catches a
-/// Kubernetes Secret volume's `..data` symlink swap as well as files rewritten in place. A pair
-/// that does not load is refused once (logged and counted) and the old one kept; connections in
-/// flight keep the certificate they started with.
-pub async fn watch(dir: PathBuf, resolver: Arc<CertResolver>, stats: Arc<TlsStats>, interval: Duration) {
-    let mut current = read_pair(&dir).ok();
-    let mut refused: Option<(Vec<u8>, Vec<u8>)> = None;
-    loop {
-        tokio::time::sleep(interval).await;
-        let read = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || read_pair(&dir)).await
-        };
-        let pair = match read {
-            Ok(Ok(pair)) => pair,
-            // Mid-rotation a file may be missing for a moment; the next poll sees the new pair.
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "certificate files not readable");
-                continue;
-            }
-            Err(_) => continue,
-        };
-        if current.as_ref() == Some(&pair) || refused.as_ref() == Some(&pair) {
-            continue;
-        }
-        match pair_from_pem(&dir, &pair.0, &pair.1) {
-            Ok(key) => {
-                let not_after = expiry(&key).unwrap_or_default();
-                resolver.replace(key);
-                stats.expiry.store(not_after, Ordering::Relaxed);
-                stats.reloads.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(dir = %dir.display(), not_after, "serving a new certificate");
-                current = Some(pair);
-                refused = None;
-            }
-            Err(e) => {
-                stats.reload_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "new certificate refused; still serving the previous one");
-                refused = Some(pair);
-            }
-        }
-    }
 }
 
 /// Serves whatever certificate is current.

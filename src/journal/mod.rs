@@ -88,31 +88,29 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts the writer thread. The file is opened (and created) here, so a journal that cannot
-    /// be written is reported at start-up; the server still starts, unready.
-    pub fn open(config: JournalConfig) -> (Journal, Result<(), JournalError>) {
-        Self::open_observed(config, None)
-    }
-
-    /// As [`Journal::open`], telling `observer` about every batch.
-    pub fn open_observed(
-        config: JournalConfig,
-        observer: Option<Arc<dyn JournalObserver>>,
-    ) -> (Journal, Result<(), JournalError>) {
+    /// Starts the writer thread, telling `observer` about every batch. The file is opened (and
+    /// created) here: a journal that cannot be written is logged at once and the journal starts
+    /// unhealthy ([`Journal::is_healthy`]; the server is then unready), and the writer probes it
+    /// until it can write.
+    pub fn open(config: JournalConfig, observer: Option<Arc<dyn JournalObserver>>) -> Journal {
         let stats = Arc::new(JournalStats::default());
         let mut writer = Writer { config: config.clone(), file: None };
         let first = writer.ensure_open();
+        if let Err(e) = &first {
+            tracing::error!(error = %e, "journal cannot be written: serving unready until it can");
+        }
         stats.healthy.store(first.is_ok(), Ordering::Release);
         let (tx, rx) = mpsc::channel(QUEUE);
         let thread_stats = stats.clone();
         let spawned = std::thread::Builder::new()
             .name("driftgate-journal".into())
             .spawn(move || writer.run(rx, &thread_stats, observer.as_deref()));
-        let started = match spawned {
-            Ok(_) => first,
-            Err(e) => Err(JournalError::Io { path: config.path.clone(), source: Arc::new(e) }),
-        };
-        (Journal { tx, stats, path: config.path }, started)
+        if let Err(e) = spawned {
+            // No writer: every append fails (and answers stand), and the server stays unready.
+            tracing::error!(error = %e, "the journal writer could not start");
+            stats.healthy.store(false, Ordering::Release);
+        }
+        Journal { tx, stats, path: config.path }
     }
 
     /// Appends one line (which must end with a newline) and waits until it is on disk.
@@ -147,25 +145,23 @@ impl Writer {
     fn run(&mut self, mut rx: mpsc::Receiver<Job>, stats: &JournalStats, observer: Option<&dyn JournalObserver>) {
         let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
         let mut buf: Vec<u8> = Vec::new();
-        // A small clock of its own, to wake up and probe a failed journal when no append comes:
-        // an unready server gets no traffic, so it must find out by itself that writing works again.
-        let clock = tokio::runtime::Builder::new_current_thread().enable_time().build().ok();
         loop {
-            let healthy = stats.healthy.load(Ordering::Acquire);
-            let next = match (&clock, healthy) {
-                (Some(clock), false) => {
-                    match clock.block_on(async { tokio::time::timeout(PROBE_INTERVAL, rx.recv()).await }) {
-                        Ok(next) => next,
-                        Err(_) => {
-                            if self.probe().is_ok() {
-                                stats.healthy.store(true, Ordering::Release);
-                                tracing::info!(path = %self.config.path.display(), "journal writable again");
-                            }
-                            continue;
+            let next = if stats.healthy.load(Ordering::Acquire) {
+                rx.blocking_recv()
+            } else {
+                // An unready server gets no traffic, so a failed journal must find out by itself
+                // that writing works again: wait for an append a while, else probe.
+                match wait_for_job(&mut rx, PROBE_INTERVAL) {
+                    Waited::Job(job) => Some(job),
+                    Waited::Closed => None,
+                    Waited::TimedOut => {
+                        if self.probe().is_ok() {
+                            stats.healthy.store(true, Ordering::Release);
+                            tracing::info!(path = %self.config.path.display(), "journal writable again");
                         }
+                        continue;
                     }
                 }
-                _ => rx.blocking_recv(),
             };
             let Some(first) = next else { break };
             batch.push(first);
@@ -273,6 +269,27 @@ impl Writer {
     }
 }
 
+/// What waiting for an append gave.
+enum Waited {
+    Job(Job),
+    Closed,
+    TimedOut,
+}
+
+/// Waits up to `limit` for an append, looking every few milliseconds (only while the journal
+/// has failed: a healthy writer blocks on the queue).
+fn wait_for_job(rx: &mut mpsc::Receiver<Job>, limit: std::time::Duration) -> Waited {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        match rx.try_recv() {
+            Ok(job) => return Waited::Job(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Waited::Closed,
+            Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() >= end => return Waited::TimedOut,
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
 /// The name of the `n`th rotated file: `drift-events.jsonl.1` is the newest.
 pub fn rotated(path: &Path, n: usize) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -317,8 +334,8 @@ mod tests {
     use super::*;
 
     fn mk_journal(dir: &Path, max_bytes: u64, keep: usize) -> Journal {
-        let (j, started) = Journal::open(JournalConfig { path: dir.join("j.jsonl"), max_bytes, keep });
-        started.unwrap();
+        let j = Journal::open(JournalConfig { path: dir.join("j.jsonl"), max_bytes, keep }, None);
+        assert!(j.is_healthy());
         j
     }
 
@@ -369,8 +386,7 @@ mod tests {
     async fn reports_an_unwritable_journal_and_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("not-yet");
-        let (j, started) = Journal::open(JournalConfig { path: missing.join("j.jsonl"), max_bytes: 1 << 30, keep: 1 });
-        assert!(started.is_err());
+        let j = Journal::open(JournalConfig { path: missing.join("j.jsonl"), max_bytes: 1 << 30, keep: 1 }, None);
         assert!(!j.is_healthy());
         assert!(j.append(b"{}\n".to_vec()).await.is_err());
         std::fs::create_dir(&missing).unwrap();
@@ -382,8 +398,8 @@ mod tests {
     async fn finds_out_by_itself_that_writing_works_again() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("not-yet");
-        let (j, started) = Journal::open(JournalConfig { path: missing.join("j.jsonl"), max_bytes: 1 << 30, keep: 1 });
-        assert!(started.is_err());
+        let j = Journal::open(JournalConfig { path: missing.join("j.jsonl"), max_bytes: 1 << 30, keep: 1 }, None);
+        assert!(!j.is_healthy());
         std::fs::create_dir(&missing).unwrap();
         // No append: the writer's own probe notices.
         let end = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -63,27 +63,49 @@ fn err(file: &Path, line: Option<usize>, reason: impl Into<String>) -> PolicyFil
     PolicyFileError { file: file.to_owned(), line, reason: reason.into() }
 }
 
-/// Loads every policy file in `dir` (not recursive), in file-name order.
-pub fn load_dir(dir: &Path) -> Result<Vec<Loaded>, LoadError> {
-    let one = |reason: String| LoadError { errors: vec![err(dir, None, reason)] };
-    let entries = std::fs::read_dir(dir).map_err(|e| one(format!("failed to read policy folder: {e}")))?;
+/// The policy files of a folder and their contents, in name order: what a policy set is
+/// loaded from, and what hot reload compares to see a change.
+pub type Snapshot = Vec<(PathBuf, Vec<u8>)>;
+
+/// The policy files (`*.yaml`, `*.yml`, not recursive) of `dir` and their contents, in name
+/// order. A folder or file that cannot be read is an error naming it.
+pub fn snapshot(dir: &Path) -> Result<Snapshot, LoadError> {
+    let one = |path: &Path, reason: String| LoadError { errors: vec![err(path, None, reason)] };
+    let entries = std::fs::read_dir(dir).map_err(|e| one(dir, format!("failed to read policy folder: {e}")))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     files.sort();
+    files
+        .into_iter()
+        .map(|file| match std::fs::read(&file) {
+            Ok(bytes) => Ok((file, bytes)),
+            Err(e) => Err(one(&file, format!("failed to read: {e}"))),
+        })
+        .collect()
+}
+
+/// Loads every policy file in `dir` (not recursive), in file-name order.
+pub fn load_dir(dir: &Path) -> Result<Vec<Loaded>, LoadError> {
+    load_snapshot(dir, &snapshot(dir)?)
+}
+
+/// Loads the policies of a folder's snapshot (`dir` names the folder in errors).
+pub fn load_snapshot(dir: &Path, files: &Snapshot) -> Result<Vec<Loaded>, LoadError> {
     if files.is_empty() {
-        return Err(one("no policy files (*.yaml, *.yml) found: refusing to run with nothing protected".into()));
+        let reason = "no policy files (*.yaml, *.yml) found: refusing to run with nothing protected";
+        return Err(LoadError { errors: vec![err(dir, None, reason)] });
     }
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
-    for file in files {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => match load_str(&file, &text) {
+    for (file, bytes) in files {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => match load_str(file, text) {
                 Ok(mut policies) => loaded.append(&mut policies),
                 Err(mut e) => errors.append(&mut e.errors),
             },
-            Err(e) => errors.push(err(&file, None, format!("failed to read: {e}"))),
+            Err(e) => errors.push(err(file, None, format!("failed to read: {e}"))),
         }
     }
     check_unique(&loaded, &mut errors);

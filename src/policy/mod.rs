@@ -3,13 +3,20 @@
 //!
 //! Owns the pure types (deserialised straight from YAML, validated while deserialising so that
 //! errors carry a line), the indexed [`PolicySet`] the decision core looks policies up in, and
-//! loading from a folder ([`load`]). It knows nothing of HTTP or the journal.
+//! loading from a folder or a snapshot of it ([`load`]; the server's hot reload polls
+//! [`snapshot`] and loads what changed). It knows nothing of HTTP or the journal.
 
 mod load;
 mod set;
 
-pub use load::{LoadError, PolicyFileError, load_dir, load_str};
+pub use load::{LoadError, PolicyFileError, Snapshot, load_dir, load_snapshot, load_str, snapshot};
 pub use set::{NEVER_PROTECTED_DEFAULT, PolicySet};
+
+/// Loads the policy folder `dir` into an indexed set, with `own_namespace` (driftgate's) never
+/// protected: what the server, `driftgate test` and `check` all use.
+pub fn load_set(dir: &std::path::Path, own_namespace: &str) -> Result<PolicySet, LoadError> {
+    Ok(PolicySet::new(load_dir(dir)?, &[own_namespace.to_owned()]))
+}
 
 use serde::{Deserialize, Serialize};
 

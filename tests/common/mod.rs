@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use driftgate::App;
 use driftgate::Settings;
 use driftgate::certs;
-use driftgate::http::{AppState, Server};
+use driftgate::http::AppState;
+use driftgate::reload::ReloadStats;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -42,6 +44,8 @@ pub struct TestServer {
     pub ca_pem: String,
     pub client: reqwest::Client,
     pub state: Arc<AppState>,
+    pub policy_reloads: Arc<ReloadStats>,
+    pub cert_reloads: Arc<ReloadStats>,
     pub settings: Settings,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
@@ -63,10 +67,11 @@ impl TestServer {
         let bundle = certs::generate(&certs::dev_request()).unwrap();
         certs::write(&settings.cert_dir, &bundle, false).unwrap();
         adjust(&mut settings);
-        let server = Server::bind(&settings).await.unwrap();
+        let server = App::from_settings(&settings).await.unwrap();
         let addr = server.local_addr().unwrap();
         let metrics_addr = server.metrics_addr().unwrap();
         let state = server.state();
+        let (policy_reloads, cert_reloads) = (server.policy_reloads(), server.cert_reloads());
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -79,6 +84,8 @@ impl TestServer {
             ca_pem: bundle.ca_pem,
             client,
             state,
+            policy_reloads,
+            cert_reloads,
             settings,
             shutdown: Some(tx),
             handle: Some(handle),
