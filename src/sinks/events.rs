@@ -8,6 +8,11 @@
 //! of creating one Event each; a burst that arrives together costs one API call. One attempt
 //! judged by several policies (one webhook each) is one attempt: counted once. It must not sit
 //! on the answer path: no admission answer ever waits for, or fails because of, the API.
+//!
+//! kube-runtime's `Recorder` aggregates Events too, but not as this needs: it keys a series by
+//! the note as well (each of these notes names its own drift event id, so nothing would ever
+//! aggregate), and its `publish` awaits the API for every event, where this sink folds a burst
+//! into one call behind its bounded queue.
 
 use std::collections::HashMap;
 use std::sync::Arc;

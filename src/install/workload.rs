@@ -1,0 +1,337 @@
+//! The objects that run driftgate: Namespace, ServiceAccount, RBAC, the policies' ConfigMap,
+//! the Deployment, Service, PodDisruptionBudget and NetworkPolicy. Pure: options in, typed
+//! objects out.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, Namespace, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{
+    APP, HTTPS_PORT, InstallOptions, JOURNAL_DIR, METRICS_PORT, POLICIES_CONFIGMAP, POLICIES_DIR,
+    POLICIES_HASH_ANNOTATION, PolicyFile, RUN_AS, TLS_DIR, TLS_SECRET, labels, meta, selector, strings,
+};
+
+pub(crate) fn namespace(ns: &str) -> Namespace {
+    let mut metadata = meta(ns, None);
+    // The pod passes the restricted Pod Security Standard; hold the namespace to it.
+    let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert("pod-security.kubernetes.io/enforce".to_owned(), "restricted".to_owned());
+    Namespace { metadata, ..Namespace::default() }
+}
+
+pub(crate) fn service_account(ns: &str) -> ServiceAccount {
+    ServiceAccount { metadata: meta(APP, Some(ns)), ..ServiceAccount::default() }
+}
+
+/// The server's only API rights: Events (create, and patch to count repeats) in the namespaces
+/// of the objects it reports on, hence cluster-wide. `register` runs with the operator's own
+/// credentials; the server never touches its webhook configurations.
+pub(crate) fn rbac(ns: &str) -> (ClusterRole, ClusterRoleBinding) {
+    let role = ClusterRole {
+        metadata: meta(APP, None),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(strings(&["events.k8s.io"])),
+            resources: Some(strings(&["events"])),
+            verbs: strings(&["create", "patch"]),
+            ..PolicyRule::default()
+        }]),
+        ..ClusterRole::default()
+    };
+    let binding = ClusterRoleBinding {
+        metadata: meta(APP, None),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: APP.to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: APP.to_owned(),
+            namespace: Some(ns.to_owned()),
+            ..Subject::default()
+        }]),
+    };
+    (role, binding)
+}
+
+pub(crate) fn policies_config_map(ns: &str, files: &[PolicyFile]) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(POLICIES_CONFIGMAP, Some(ns)),
+        data: Some(files.iter().map(|f| (f.name.clone(), f.text.clone())).collect()),
+        ..ConfigMap::default()
+    }
+}
+
+/// FNV-1a (64 bit) over the policy files: a change marker for the pod template, not security.
+fn policies_hash(files: &[PolicyFile]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for f in files {
+        for byte in f.name.bytes().chain([0]).chain(f.text.bytes()).chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.to_owned(), value: Some(value.to_owned()), ..EnvVar::default() }
+}
+
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("https".to_owned()),
+            scheme: Some("HTTPS".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
+    BTreeMap::from([("cpu".to_owned(), Quantity(cpu.to_owned())), ("memory".to_owned(), Quantity(memory.to_owned()))])
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount { name: name.to_owned(), mount_path: path.to_owned(), read_only: Some(true), ..VolumeMount::default() }
+}
+
+fn spread(topology_key: &str) -> TopologySpreadConstraint {
+    TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: topology_key.to_owned(),
+        // Soft: a one-node development cluster still runs both replicas.
+        when_unsatisfiable: "ScheduleAnyway".to_owned(),
+        label_selector: Some(selector()),
+        match_label_keys: Some(strings(&["pod-template-hash"])),
+        ..TopologySpreadConstraint::default()
+    }
+}
+
+pub(crate) fn deployment(opts: &InstallOptions, files: &[PolicyFile]) -> Deployment {
+    let ns = opts.namespace.as_str();
+    let container = Container {
+        name: APP.to_owned(),
+        image: Some(opts.image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        args: Some(strings(&["serve"])),
+        env: Some(vec![
+            env("DRIFTGATE_LISTEN", &format!("0.0.0.0:{HTTPS_PORT}")),
+            env("DRIFTGATE_METRICS_LISTEN", &format!("0.0.0.0:{METRICS_PORT}")),
+            env("DRIFTGATE_CERT_DIR", TLS_DIR),
+            env("DRIFTGATE_DEV_CERTS", "false"),
+            env("DRIFTGATE_POLICIES", POLICIES_DIR),
+            env("DRIFTGATE_JOURNAL", &format!("{JOURNAL_DIR}/drift-events.jsonl")),
+            env("DRIFTGATE_LOG_FORMAT", "json"),
+            // From the pod itself, so an overlay that moves driftgate keeps its namespace unprotected.
+            EnvVar {
+                name: "DRIFTGATE_NAMESPACE".to_owned(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.namespace".to_owned(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
+        ]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("https".to_owned()),
+                container_port: HTTPS_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(probe("/readyz", 5, 2)),
+        liveness_probe: Some(probe("/healthz", 10, 3)),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities("50m", "64Mi")),
+            limits: Some(quantities("1", "256Mi")),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(strings(&["ALL"])), ..Capabilities::default() }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("tls", TLS_DIR),
+            mount("policies", POLICIES_DIR),
+            VolumeMount { name: "journal".to_owned(), mount_path: JOURNAL_DIR.to_owned(), ..VolumeMount::default() },
+        ]),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        service_account_name: Some(APP.to_owned()),
+        enable_service_links: Some(false),
+        // Longer than the server's 20 s shutdown grace, so requests in flight finish.
+        termination_grace_period_seconds: Some(30),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            fs_group: Some(RUN_AS),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
+            ..PodSecurityContext::default()
+        }),
+        topology_spread_constraints: Some(vec![
+            spread("kubernetes.io/hostname"),
+            spread("topology.kubernetes.io/zone"),
+        ]),
+        containers: vec![container],
+        volumes: Some(vec![
+            Volume {
+                name: "tls".to_owned(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(TLS_SECRET.to_owned()),
+                    default_mode: Some(0o440),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "policies".to_owned(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: POLICIES_CONFIGMAP.to_owned(),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "journal".to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: Some(Quantity("1Gi".to_owned())),
+                    ..EmptyDirVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+        ]),
+        ..PodSpec::default()
+    };
+    let mut template_meta = ObjectMeta { labels: Some(labels()), ..ObjectMeta::default() };
+    template_meta.annotations = Some(BTreeMap::from([(POLICIES_HASH_ANNOTATION.to_owned(), policies_hash(files))]));
+    Deployment {
+        metadata: meta(APP, Some(ns)),
+        spec: Some(DeploymentSpec {
+            replicas: Some(2),
+            selector: selector(),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec { metadata: Some(template_meta), spec: Some(pod) },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+pub(crate) fn service(ns: &str) -> Service {
+    Service {
+        metadata: meta(APP, Some(ns)),
+        spec: Some(ServiceSpec {
+            selector: Some(labels()),
+            ports: Some(vec![
+                ServicePort {
+                    name: Some("https".to_owned()),
+                    port: 443,
+                    target_port: Some(IntOrString::String("https".to_owned())),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                },
+                ServicePort {
+                    name: Some("metrics".to_owned()),
+                    port: METRICS_PORT,
+                    target_port: Some(IntOrString::String("metrics".to_owned())),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                },
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+pub(crate) fn pdb(ns: &str) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(APP, Some(ns)),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(selector()),
+            // A crash-looping pod must not block a node drain.
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_owned()),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+fn tcp(port: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".to_owned()),
+        ..NetworkPolicyPort::default()
+    }
+}
+
+/// In: the webhook port from anywhere (the kube-apiserver is often not a pod), metrics from pods
+/// of any namespace. Out: the kube-apiserver only (Events), whose address after the Service's
+/// DNAT listens on 443 or 6443; no DNS is needed (the in-cluster client dials an IP).
+pub(crate) fn network_policy(ns: &str) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: meta(APP, Some(ns)),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector()),
+            policy_types: Some(strings(&["Ingress", "Egress"])),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule { ports: Some(vec![tcp(HTTPS_PORT)]), ..NetworkPolicyIngressRule::default() },
+                NetworkPolicyIngressRule {
+                    ports: Some(vec![tcp(METRICS_PORT)]),
+                    from: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: Some(LabelSelector::default()),
+                        ..NetworkPolicyPeer::default()
+                    }]),
+                },
+            ]),
+            egress: Some(vec![NetworkPolicyEgressRule {
+                ports: Some(vec![tcp(443), tcp(6443)]),
+                ..NetworkPolicyEgressRule::default()
+            }]),
+        }),
+    }
+}
