@@ -176,6 +176,14 @@ struct Envelope<'a> {
     request: Option<AdmissionRequest<'a>>,
 }
 
+impl AdmissionRequest<'_> {
+    /// Whether the request is about a Namespace object itself (the kube-apiserver then puts the
+    /// namespace's own name in `namespace`).
+    pub fn is_namespace_object(&self) -> bool {
+        self.resource.group.is_empty() && self.resource.resource == "namespaces"
+    }
+}
+
 /// A parsed AdmissionReview: its version and its request.
 #[derive(Debug)]
 pub struct Review<'a> {

@@ -1,10 +1,14 @@
 //! driftgate: a Kubernetes admission webhook that makes Git the only writer of service-mesh
 //! configuration.
 //!
-//! A request flows one way: [`http`] parses an AdmissionReview ([`admission`]), [`decide`] judges it
-//! against the [`policy`] set (pure: no I/O, no clock), a drift verdict becomes a
-//! [`event::DriftEvent`] made durable in the [`journal`] before the answer is sent. Lower layers
-//! never reach up: `decide` knows nothing of HTTP, `journal` nothing of policies.
+//! A request flows one way: [`http`] parses an AdmissionReview ([`admission`]) and calls
+//! [`decide::admit`], the one entry point of the pure core (no I/O, no clock), which judges it
+//! against the [`policy`] set and gives the answer and, for drift, the [`event::DriftEvent`];
+//! the handler makes the event durable in the [`journal`] before the answer is sent, and hands
+//! it to the [`sinks`]. [`server`] assembles all of it for `driftgate serve`, with hot
+//! [`reload`] of policies and certificates; [`commands`] holds the other commands, [`install`]
+//! the generated manifests. Lower layers never reach up: `decide` knows nothing of HTTP, `event`
+//! nothing of the core, `journal` nothing of policies.
 
 pub mod admission;
 pub mod certs;

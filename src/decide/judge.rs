@@ -45,14 +45,9 @@ impl Objects {
     }
 }
 
-/// Whether the request is about a Namespace object itself.
-pub(crate) fn is_namespace_object(req: &AdmissionRequest<'_>) -> bool {
-    req.resource.group.is_empty() && req.resource.resource == "namespaces"
-}
-
 /// The namespace a request is in: a Namespace object counts as being in itself.
 fn namespace_of<'r>(req: &'r AdmissionRequest<'_>) -> &'r str {
-    if is_namespace_object(req) && !req.name.is_empty() { &req.name } else { &req.namespace }
+    if req.is_namespace_object() && !req.name.is_empty() { &req.name } else { &req.namespace }
 }
 
 /// Judges a request as `hook` of `judges` answers it.
@@ -220,7 +215,7 @@ fn evaluate(
     }
     if decision == Decision::Repaired {
         let stamp = spec.provenance.then_some(&req.user_info.username);
-        match mutate::repair(req, objects, &drift.not_exempt, stamp)? {
+        match mutate::repair(req, objects.old.as_ref(), objects.new.as_ref(), &drift.not_exempt, stamp)? {
             Some(patch) => drift.repair = Some(patch),
             // The exempt changes could not be kept apart from the rest: refuse rather than guess.
             // The validating webhook denies what arrives.

@@ -9,7 +9,6 @@ use json_patch::{Patch, PatchOperation};
 use serde_json::{Map, Value, json};
 
 use super::changes::{self, LAST_APPLIED, SERVER_MANAGED};
-use super::judge::Objects;
 use super::{DecideError, parse_object, tracking};
 use crate::admission::AdmissionRequest;
 
@@ -27,18 +26,19 @@ pub(crate) fn provenance(req: &AdmissionRequest<'_>, writer: &str) -> Result<Opt
     Ok(Some(stamp_patch(&Stamp::of(writer, &new, old.as_ref()), &new)))
 }
 
-/// The patch that repairs an UPDATE (see [`repair_to`]), stamped with `writer` when given; `None`
-/// when the exempt changes cannot be kept apart from the rest.
+/// The patch that repairs an UPDATE whose normalised objects are `old_n` and `new_n` (see
+/// [`repair_to`]), stamped with `writer` when given; `None` when the exempt changes cannot be
+/// kept apart from the rest.
 pub(crate) fn repair(
     req: &AdmissionRequest<'_>,
-    objects: &Objects,
+    old_n: Option<&Value>,
+    new_n: Option<&Value>,
     not_exempt: &[String],
     writer: Option<&String>,
 ) -> Result<Option<Patch>, DecideError> {
     let new = parse_object("object", req.object)?;
     let old = parse_object("oldObject", req.old_object)?;
-    let (Some(old), Some(new), Some(old_n), Some(new_n)) = (old, new, objects.old.as_ref(), objects.new.as_ref())
-    else {
+    let (Some(old), Some(new), Some(old_n), Some(new_n)) = (old, new, old_n, new_n) else {
         return Ok(Some(Patch(Vec::new())));
     };
     let stamp = writer.map(|w| Stamp::of(w, &new, Some(&old)));

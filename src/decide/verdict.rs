@@ -117,7 +117,7 @@ impl Subject {
             _ => req.kind.kind.clone(),
         };
         // A Namespace is cluster-scoped, whatever the request's namespace field says.
-        let namespace = if super::judge::is_namespace_object(req) { String::new() } else { req.namespace.clone() };
+        let namespace = if req.is_namespace_object() { String::new() } else { req.namespace.clone() };
         Subject { kind, namespace, name: req.name.clone() }
     }
 

@@ -10,6 +10,7 @@
 //! never an error. It never writes the journal.
 
 pub mod args;
+pub mod error;
 pub mod filter;
 pub mod policyreport;
 pub mod reviewer;
@@ -23,37 +24,18 @@ use std::process::ExitCode;
 use time::OffsetDateTime;
 
 pub use args::{DecisionArg, DryRun, Format, Pattern, ReviewArgs, When, WhenError};
+pub use error::ReviewError;
 pub use filter::Filter;
 pub use policyreport::report_result;
 pub use reviewer::{OutputOptions, Reviewer, ScanStats};
 pub use sources::{Source, sources};
 pub use summary::DECISIONS;
 
-use crate::config::{ConfigError, Settings};
-use crate::journal::read::{self, Follower, ReadError};
+use crate::config::Settings;
+use crate::journal::read::{self, Follower};
 
 /// How often `--follow` looks at the journal.
 const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Why review could not run. Unreadable lines are not errors: they are skipped with a note.
-#[derive(Debug, thiserror::Error)]
-pub enum ReviewError {
-    /// A journal could not be opened or read.
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    /// The settings naming the journal could not be loaded.
-    #[error(transparent)]
-    Settings(#[from] ConfigError),
-    /// Standard output could not be written.
-    #[error("failed to write the output: {0}")]
-    Output(#[from] io::Error),
-    /// A policy report could not be serialised.
-    #[error("failed to write the policy report: {0}")]
-    Report(#[from] serde_yaml_ng::Error),
-    /// The flags do not go together.
-    #[error("{0}")]
-    Usage(&'static str),
-}
 
 /// Runs `driftgate review`: exit code 0 (also when lines were skipped), 1 when a journal
 /// cannot be read.

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::ReviewError;
+use super::error::ReviewError;
 use super::table::changed;
 use crate::decide::Decision;
 use crate::event::DriftEvent;

@@ -6,8 +6,8 @@
 use std::io::{self, BufRead, Write};
 use std::path::Path;
 
-use super::ReviewError;
 use super::args::Format;
+use super::error::ReviewError;
 use super::filter::Filter;
 use super::policyreport::Reports;
 use super::sources::Source;
