@@ -206,6 +206,28 @@ fn webhooks_follow_each_example_policy() {
             &["shop", "payments"],
         ),
         (
+            "gateway-api-argo-rollouts.validate.driftgate.dev",
+            "Fail",
+            &["httproutes", "grpcroutes", "tcproutes", "tlsroutes"],
+            &["kube-system", "driftgate"],
+            &[],
+        ),
+        ("gateway-api-flagger.validate.driftgate.dev", "Fail", &["httproutes"], &["kube-system", "driftgate"], &[]),
+        (
+            "istio-argo-rollouts.validate.driftgate.dev",
+            "Fail",
+            &["virtualservices", "destinationrules"],
+            &["kube-system", "driftgate", "istio-system"],
+            &[],
+        ),
+        (
+            "istio-flagger.validate.driftgate.dev",
+            "Fail",
+            &["virtualservices", "destinationrules"],
+            &["kube-system", "driftgate", "istio-system"],
+            &[],
+        ),
+        (
             "istio-argocd.validate.driftgate.dev",
             "Fail",
             &["*", "*/scale"],

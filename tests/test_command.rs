@@ -40,6 +40,18 @@ fn every_fixture_meets_its_expectation() {
 }
 
 #[test]
+fn the_progressive_delivery_examples_let_the_controllers_write_what_they_write() {
+    let cases = repo("tests/fixtures/progressive-delivery.yaml");
+    let output = driftgate(&["test", cases.to_str().unwrap()]);
+    let out = text(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("10 passed, 0 failed"), "{out}");
+    // And the example policies are valid as shipped.
+    let check = driftgate(&["check", repo("policies/examples").to_str().unwrap()]);
+    assert!(check.status.success(), "{}", text(&check));
+}
+
+#[test]
 fn a_wrong_expectation_fails_naming_the_case() {
     let dir = tempfile::tempdir().unwrap();
     let test = dir.path().join("wrong.yaml");

@@ -10,6 +10,7 @@ use super::verdict::{Drift, Judge, Rule, Verdict};
 use super::{DecideError, Hook, Judges, lifecycle, mutate, parse_object, tracking};
 use crate::admission::{AdmissionRequest, Operation};
 use crate::event::{Decision, GitOpsRef};
+use crate::policy::path::covers_change;
 use crate::policy::{BREAK_GLASS_ANNOTATION, DriftPolicy, Exemption, Mode, PolicySet, Scope, service_account_of};
 
 /// Service accounts whose deletions are clean-up, not drift.
@@ -140,6 +141,35 @@ fn exemption_applies(ex: &Exemption, req: &AdmissionRequest<'_>) -> bool {
     who && op && sub
 }
 
+/// Whether an exemption's `owners` allow the request: the object's controller ownerReference
+/// (the new object's on CREATE, the stored one's otherwise) is of one of its kinds, and an UPDATE
+/// leaves it as it was, so nobody claims an exemption by writing an ownerReference.
+fn owned_as(ex: &Exemption, operation: Operation, objects: &Objects) -> bool {
+    if ex.owners.is_empty() {
+        return true;
+    }
+    let owner = match operation {
+        Operation::Create => controller_of(objects.new.as_ref()),
+        Operation::Update => {
+            let old = controller_of(objects.old.as_ref());
+            if old != controller_of(objects.new.as_ref()) {
+                return false;
+            }
+            old
+        }
+        Operation::Delete => controller_of(objects.old.as_ref()),
+        Operation::Connect => None,
+    };
+    owner.is_some_and(|o| {
+        ex.owners.iter().any(|k| k.matches(o["apiVersion"].as_str().unwrap_or(""), o["kind"].as_str().unwrap_or("")))
+    })
+}
+
+/// The controller ownerReference of an object (`controller: true`).
+fn controller_of(object: Option<&Value>) -> Option<&Value> {
+    object?.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|r| r["controller"] == Value::Bool(true))
+}
+
 /// One policy's verdict.
 fn evaluate(
     policy: &DriftPolicy,
@@ -165,7 +195,7 @@ fn evaluate(
         return Ok(decided(Decision::Allowed, Rule::NoChange));
     }
     let mut partial: Option<(&str, Vec<String>)> = None;
-    for ex in spec.exemptions.iter().filter(|ex| exemption_applies(ex, req)) {
+    for ex in spec.exemptions.iter().filter(|ex| exemption_applies(ex, req) && owned_as(ex, req.operation, objects)) {
         if ex.paths.is_empty() {
             return Ok(decided(Decision::Allowed, Rule::Exemption(ex.name.0.clone())));
         }
@@ -173,7 +203,7 @@ fn evaluate(
             continue;
         }
         let not_exempt: Vec<String> =
-            all.iter().filter(|c| !ex.paths.iter().any(|p| p.covers(&c.path))).map(|c| c.path.clone()).collect();
+            all.iter().filter(|c| !covers_change(&ex.paths, &c.path, &c.old, &c.new)).map(|c| c.path.clone()).collect();
         if not_exempt.is_empty() {
             return Ok(decided(Decision::Allowed, Rule::Exemption(ex.name.0.clone())));
         }

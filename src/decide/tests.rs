@@ -216,3 +216,131 @@ fn messages_say_who_what_and_where_to_change_it() {
     );
     assert!(many.message(&alice, "E3").contains("/spec/c (unset → 3) and 1 more."), "{}", many.message(&alice, "E3"));
 }
+
+const PROGRESSIVE: &str = "apiVersion: driftgate.dev/v1alpha1
+kind: DriftPolicy
+metadata: {name: mesh}
+spec:
+  resources: [{group: networking.istio.io}]
+  gitops: {serviceAccounts: [argocd/argocd-application-controller]}
+  exemptions:
+    - name: rollouts-weights
+      serviceAccounts: [argo-rollouts/argo-rollouts]
+      operations: [UPDATE]
+      paths: [/spec/http/*/route/*/weight, /metadata/labels/rollouts.argoproj.io~1gatewayapi-canary]
+    - name: flagger-generated
+      serviceAccounts: [istio-system/flagger]
+      operations: [CREATE, UPDATE]
+      owners: [{apiGroup: flagger.app, kind: Canary}]
+";
+
+fn routes(w: i64) -> Value {
+    json!({"hosts": ["reviews"], "http": [{"route": [
+        {"destination": {"host": "stable"}, "weight": 100 - w},
+        {"destination": {"host": "canary"}, "weight": w}]}]})
+}
+
+fn owned(spec: Value, owner_kind: &str) -> Value {
+    json!({"metadata": {"name": "podinfo", "ownerReferences": [
+        {"apiVersion": "flagger.app/v1beta1", "kind": owner_kind, "name": "podinfo", "uid": "u-1", "controller": true}]},
+        "spec": spec})
+}
+
+#[test]
+fn progressive_delivery_controllers_write_what_they_write_and_nothing_else() {
+    let set = PolicySet::new(load_str(Path::new("t.yaml"), PROGRESSIVE).unwrap(), &[]);
+    const ROLLOUTS: &str = "system:serviceaccount:argo-rollouts:argo-rollouts";
+    const FLAGGER: &str = "system:serviceaccount:istio-system:flagger";
+    let mut labelled = tracked(routes(30));
+    labelled["metadata"]["labels"] = json!({"rollouts.argoproj.io/gatewayapi-canary": "in-progress"});
+    let mut rehosted = routes(30);
+    rehosted["hosts"] = json!(["reviews", "evil.example.com"]);
+    let cases: Vec<(&str, Req, Decision, &str)> = vec![
+        (
+            "rollouts shifts weights",
+            Req { user: ROLLOUTS, old: tracked(routes(0)), new: tracked(routes(30)), ..mk_req() },
+            Decision::Allowed,
+            "exemption:rollouts-weights",
+        ),
+        (
+            "rollouts adds its first label with the weights (the labels map is new)",
+            Req { user: ROLLOUTS, old: tracked(routes(0)), new: labelled, ..mk_req() },
+            Decision::Allowed,
+            "exemption:rollouts-weights",
+        ),
+        (
+            "rollouts changes hosts too",
+            Req { user: ROLLOUTS, old: tracked(routes(0)), new: tracked(rehosted), ..mk_req() },
+            Decision::Denied,
+            "exemption:rollouts-weights:partial",
+        ),
+        (
+            "a person shifts weights",
+            Req { old: tracked(routes(0)), new: tracked(routes(30)), ..mk_req() },
+            Decision::Denied,
+            "protected",
+        ),
+        (
+            "flagger creates what a Canary owns",
+            Req { op: "CREATE", user: FLAGGER, old: Value::Null, new: owned(routes(0), "Canary"), ..mk_req() },
+            Decision::Allowed,
+            "exemption:flagger-generated",
+        ),
+        (
+            "flagger rewrites what a Canary owns",
+            Req {
+                user: FLAGGER,
+                old: owned(routes(0), "Canary"),
+                new: owned(rehost(routes(10)), "Canary"),
+                ..mk_req()
+            },
+            Decision::Allowed,
+            "exemption:flagger-generated",
+        ),
+        (
+            "flagger creates something a Canary does not own",
+            Req { op: "CREATE", user: FLAGGER, old: Value::Null, new: owned(routes(0), "MetricTemplate"), ..mk_req() },
+            Decision::Denied,
+            "protected",
+        ),
+        (
+            "flagger writes an ownerReference onto a Git-managed object",
+            Req { user: FLAGGER, old: tracked(routes(0)), new: owned(routes(10), "Canary"), ..mk_req() },
+            Decision::Denied,
+            "protected",
+        ),
+        (
+            "flagger drops the Canary's ownerReference",
+            Req {
+                user: FLAGGER,
+                old: owned(routes(0), "Canary"),
+                new: json!({"metadata": {"name": "podinfo"}, "spec": routes(10)}),
+                ..mk_req()
+            },
+            Decision::Denied,
+            "protected",
+        ),
+        (
+            "flagger deletes what a Canary owns (the garbage collector does that)",
+            Req { op: "DELETE", user: FLAGGER, old: owned(routes(0), "Canary"), new: Value::Null, ..mk_req() },
+            Decision::Denied,
+            "protected",
+        ),
+        (
+            "a person changes what a Canary owns",
+            Req { old: owned(routes(0), "Canary"), new: owned(routes(50), "Canary"), ..mk_req() },
+            Decision::Denied,
+            "protected",
+        ),
+    ];
+    for (what, req, decision, rule) in cases {
+        let v = run(&set, req);
+        assert_eq!((v.decision, v.rule.to_string().as_str()), (decision, rule), "{what}: {v:?}");
+    }
+}
+
+/// Flagger rewrites the whole spec: a changed host as well as the weights.
+fn rehost(mut spec: Value) -> Value {
+    spec["hosts"] = json!(["podinfo", "podinfo.shop"]);
+    spec
+}

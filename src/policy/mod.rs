@@ -7,9 +7,11 @@
 //! [`snapshot`] and loads what changed). It knows nothing of HTTP or the journal.
 
 mod load;
+pub mod path;
 mod set;
 
 pub use load::{LoadError, PolicyFileError, Snapshot, load_dir, load_snapshot, load_str, snapshot};
+pub use path::PathPattern;
 pub use set::{NEVER_PROTECTED_DEFAULT, PolicySet};
 
 /// Loads the policy folder `dir` into an indexed set, with `own_namespace` (driftgate's) never
@@ -343,9 +345,14 @@ pub struct Exemption {
     /// Subresources it covers (empty: the object and all its subresources).
     #[serde(default)]
     pub subresources: Vec<NonEmpty>,
-    /// JSON-pointer prefixes: an UPDATE is exempt only if every changed path lies under one.
+    /// JSON-pointer patterns (`*` matches one segment): an UPDATE is exempt only if every changed
+    /// path lies under one.
     #[serde(default)]
-    pub paths: Vec<PathPrefix>,
+    pub paths: Vec<PathPattern>,
+    /// Only objects whose controller ownerReference is of one of these kinds (and, on UPDATE,
+    /// stays the same): progressive-delivery controllers may change what they own, nothing else.
+    #[serde(default)]
+    pub owners: Vec<OwnerKind>,
 }
 
 impl Exemption {
@@ -359,41 +366,23 @@ impl Exemption {
     }
 }
 
-/// A JSON pointer (RFC 6901) used as a path prefix: `/spec/replicas`,
-/// `/metadata/annotations/kubectl.kubernetes.io~1restartedAt`.
+/// The kind of a controller owner (`ownerReferences[].controller: true`): the API group of its
+/// `apiVersion` and its `kind`, e.g. Flagger's `{apiGroup: flagger.app, kind: Canary}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PathPrefix(pub String);
-
-impl PathPrefix {
-    /// Whether `path` is this prefix or lies below it.
-    pub fn covers(&self, path: &str) -> bool {
-        path.strip_prefix(self.0.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    }
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OwnerKind {
+    /// The owner's API group (empty for the core group).
+    #[serde(default)]
+    pub api_group: String,
+    /// The owner's kind.
+    pub kind: NonEmpty,
 }
 
-impl TryFrom<String> for PathPrefix {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        if !value.starts_with('/') || value.len() < 2 {
-            return Err(format!("path {value:?} must be a JSON pointer such as /spec/replicas"));
-        }
-        if value.ends_with('/') {
-            return Err(format!("path {value:?} must not end with /"));
-        }
-        let mut chars = value.chars();
-        while let Some(c) = chars.next() {
-            if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
-                return Err(format!("path {value:?}: ~ must be escaped as ~0 (and / in a key as ~1)"));
-            }
-        }
-        Ok(PathPrefix(value))
-    }
-}
-
-impl From<PathPrefix> for String {
-    fn from(value: PathPrefix) -> String {
-        value.0
+impl OwnerKind {
+    /// Whether an ownerReference with `api_version` (`flagger.app/v1beta1`) and `kind` is one.
+    pub fn matches(&self, api_version: &str, kind: &str) -> bool {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        self.api_group == group && self.kind.0 == kind
     }
 }
 
@@ -458,15 +447,12 @@ mod tests {
     }
 
     #[test]
-    fn path_prefixes_cover_only_whole_segments() {
-        let p = PathPrefix::try_from("/spec/replicas".to_owned()).unwrap();
-        assert!(p.covers("/spec/replicas"));
-        assert!(p.covers("/spec/replicas/x"));
-        assert!(!p.covers("/spec/replicasX"));
-        assert!(!p.covers("/spec"));
-        for bad in ["spec", "/", "/spec/", "/a~2b"] {
-            assert!(PathPrefix::try_from(bad.to_owned()).is_err(), "{bad}");
-        }
-        assert!(PathPrefix::try_from("/metadata/annotations/kubectl.kubernetes.io~1restartedAt".to_owned()).is_ok());
+    fn owner_kinds_match_group_and_kind() {
+        let canary = OwnerKind { api_group: "flagger.app".into(), kind: NonEmpty("Canary".into()) };
+        assert!(canary.matches("flagger.app/v1beta1", "Canary"));
+        assert!(!canary.matches("flagger.app/v1beta1", "MetricTemplate"));
+        assert!(!canary.matches("example.com/v1", "Canary"));
+        let core = OwnerKind { api_group: String::new(), kind: NonEmpty("Service".into()) };
+        assert!(core.matches("v1", "Service"));
     }
 }

@@ -6,6 +6,7 @@ pub mod modes;
 pub mod outage;
 pub mod people;
 pub mod policies;
+pub mod progressive;
 
 use crate::{Env, Scenario};
 
@@ -33,6 +34,8 @@ pub fn all() -> Vec<Scenario> {
         policies::a_refusal_becomes_a_kubernetes_event_with_a_kubeconfig,
         policies::a_policy_reload_while_the_apiserver_sends_requests_loses_no_answer,
         policies::deleting_a_tracked_namespace_is_refused_for_a_person_and_allowed_for_argocd,
+        progressive::argo_rollouts_shifts_weights_and_manages_header_routes_but_not_hosts,
+        progressive::flagger_writes_what_its_canary_owns_and_a_person_may_not,
         outage::with_driftgate_down_people_are_refused_and_gitops_and_kube_system_are_not,
     ]
 }
