@@ -1,11 +1,18 @@
-//! `make bench-load`: drives `driftgate serve` and the baseline server (benches/baseline.rs)
-//! with the same request mixes from the real fixtures, over HTTPS with keep-alive, at several
-//! concurrencies, and prints requests/s, p50/p99/p99.9 latency and each server's peak RSS, with
-//! driftgate / baseline ratios side by side.
+//! `make bench-load`: driftgate against the baselines (benches/baseline.rs) under the same load,
+//! over HTTPS with keep-alive, side by side in one run:
+//! - refusals of a person's 8 KB `kubectl edit` review and of the 270 KB EnvoyFilter patch
+//!   review, against the durable baseline (the same group-committed fdatasync of a 1 KB line
+//!   before each answer, none of the decision);
+//! - the same two reviews sent by Argo CD (allowed), against the plain baseline (parses, answers
+//!   allowed, writes nothing);
 //!
-//! Environment: `BENCH_SECONDS` (per row, default 5), `BENCH_CONCURRENCY` (default `1,8,32,64`),
-//! `BENCH_MIXES` (default `allowed,denied,mixed`). Run through `make bench-load`, which builds
-//! the release binaries first.
+//! at 1, 8 and 32 connections, each row as several driftgate/baseline pairs (alternating which
+//! goes first), with the median ratio of requests/s. It also measures this disk's fdatasync
+//! latency, which bounds every refusal. Prints requests/s, p50/p99 and peak RSS.
+//!
+//! Environment: `BENCH_SECONDS` (per run, default 3), `BENCH_PAIRS` (default 3),
+//! `BENCH_CONCURRENCY` (default `1,8,32`), `BENCH_WORKLOADS` (only rows whose name contains it). Run through `make bench-load`, which builds the
+//! release binaries first. `loadgen soak` is `make soak`.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -153,18 +160,17 @@ fn start_driftgate(bin: &Path, dir: &Path, env: &[(&str, &str)]) -> Result<Serve
     Ok(Server { name: "driftgate", child, addr, metrics })
 }
 
-fn start_baseline(bin: &Path, dir: &Path) -> Result<Server, Error> {
-    let mut child = Command::new(bin)
-        .arg("--cert-dir")
-        .arg(dir.join("certs"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+fn start_baseline(bin: &Path, dir: &Path, journal: Option<&Path>) -> Result<Server, Error> {
+    let mut command = Command::new(bin);
+    command.arg("--cert-dir").arg(dir.join("certs"));
+    if let Some(journal) = journal {
+        command.arg("--journal").arg(journal);
+    }
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
     let (addr, _) = wait_for_addr(&mut child, false, dir.join("baseline.log"), |line| {
         line.strip_prefix("listening on ")?.trim().parse().ok()
     })?;
-    Ok(Server { name: "baseline", child, addr, metrics: None })
+    Ok(Server { name: if journal.is_some() { "durable baseline" } else { "baseline" }, child, addr, metrics: None })
 }
 
 /// Resets the process's peak RSS (VmHWM) so the next reading covers one row only.
@@ -193,7 +199,6 @@ struct Row {
     rps: f64,
     p50: f64,
     p99: f64,
-    p999: f64,
     errors: u64,
     rss: f64,
 }
@@ -276,7 +281,7 @@ async fn drive(
         let idx = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
         all[idx] as f64 / 1000.0
     };
-    Row { rps: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99), p999: pct(0.999), errors, rss: 0.0 }
+    Row { rps: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99), errors, rss: 0.0 }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -420,6 +425,57 @@ async fn soak(release: &Path, dir: &Path) -> Result<(), Error> {
 }
 
 /// Lines in the journal and all its rotated files.
+/// driftgate's own account of a run, from its metrics: time spent answering, waiting for the
+/// journal, and how many drift events each fdatasync carried.
+#[derive(Debug, Default, Clone, Copy)]
+struct Inside {
+    answer_seconds: f64,
+    answers: f64,
+    append_seconds: f64,
+    appends: f64,
+    fsyncs: f64,
+}
+
+impl Inside {
+    async fn read(server: &Server) -> Inside {
+        let Some(addr) = server.metrics else { return Inside::default() };
+        let Ok(response) = reqwest::get(format!("http://{addr}/metrics")).await else { return Inside::default() };
+        let text = response.text().await.unwrap_or_default();
+        // Every series of a metric, summed over its labels.
+        let total = |name: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        Inside {
+            answer_seconds: total("driftgate_admission_duration_seconds_sum"),
+            answers: total("driftgate_admission_duration_seconds_count"),
+            append_seconds: total("driftgate_journal_append_seconds_sum"),
+            appends: total("driftgate_journal_append_seconds_count"),
+            fsyncs: total("driftgate_journal_fsync_seconds_count"),
+        }
+    }
+
+    fn add(&mut self, after: &Inside, before: &Inside) {
+        self.answer_seconds += after.answer_seconds - before.answer_seconds;
+        self.answers += after.answers - before.answers;
+        self.append_seconds += after.append_seconds - before.append_seconds;
+        self.appends += after.appends - before.appends;
+        self.fsyncs += after.fsyncs - before.fsyncs;
+    }
+
+    fn describe(&self) -> String {
+        let ms = |s: f64, n: f64| if n > 0.0 { s / n * 1000.0 } else { 0.0 };
+        format!(
+            "driftgate inside: answer {:.3} ms mean, of which journal {:.3} ms; {:.1} events per fdatasync",
+            ms(self.answer_seconds, self.answers),
+            ms(self.append_seconds, self.appends),
+            if self.fsyncs > 0.0 { self.appends / self.fsyncs } else { 0.0 }
+        )
+    }
+}
+
 fn journal_lines(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
@@ -435,6 +491,38 @@ fn current_rss_mib(pid: u32) -> f64 {
     status_mib(pid, "VmRSS:")
 }
 
+/// The p50 and p99 of `n` appends of a 1 KB line, each followed by fdatasync, in `dir` (ms).
+fn fdatasync_latency(dir: &Path, n: usize) -> Result<(f64, f64), Error> {
+    use std::io::Write as _;
+    let path = dir.join("fdatasync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let line = [b'x'; 1024];
+    let mut times: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            file.write_all(&line).and_then(|()| file.sync_data()).map(|()| t.elapsed().as_secs_f64() * 1000.0)
+        })
+        .collect::<Result<_, _>>()?;
+    let _ = std::fs::remove_file(&path);
+    times.sort_by(f64::total_cmp);
+    Ok((times[n / 2], times[n * 99 / 100]))
+}
+
+/// `body` as if sent by Argo CD's application controller (the identity GitOps writes as).
+fn as_argocd(body: &[u8]) -> Result<Bytes, Error> {
+    let mut review: serde_json::Value = serde_json::from_slice(body)?;
+    review["request"]["userInfo"] = serde_json::json!({
+        "username": "system:serviceaccount:argocd:argocd-application-controller",
+        "groups": ["system:serviceaccounts", "system:serviceaccounts:argocd", "system:authenticated"],
+    });
+    Ok(Bytes::from(serde_json::to_vec(&review)?))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -448,10 +536,10 @@ async fn main() -> Result<(), Error> {
         )?;
         return soak(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release"), &dir).await;
     }
-    let seconds: u64 = env_or("BENCH_SECONDS", "5").parse()?;
+    let seconds: u64 = env_or("BENCH_SECONDS", "3").parse()?;
+    let pairs: usize = env_or("BENCH_PAIRS", "3").parse()?;
     let concurrencies: Vec<usize> =
-        env_or("BENCH_CONCURRENCY", "1,8,32,64").split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
-    let mixes: Vec<String> = env_or("BENCH_MIXES", "allowed,denied,mixed").split(',').map(str::to_owned).collect();
+        env_or("BENCH_CONCURRENCY", "1,8,32").split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
 
     let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-load");
@@ -463,66 +551,108 @@ async fn main() -> Result<(), Error> {
     )?;
     let bundle = driftgate::certs::generate(&driftgate::certs::dev_request())?;
     driftgate::certs::write(&dir.join("certs"), &bundle, true)?;
+    let (sync_p50, sync_p99) = fdatasync_latency(&dir, 400)?;
 
-    let servers = [
-        start_driftgate(&release.join("driftgate"), &dir, &[])?,
-        start_baseline(&release.join("examples/baseline"), &dir)?,
+    let driftgate = start_driftgate(&release.join("driftgate"), &dir, &[])?;
+    let plain = start_baseline(&release.join("examples/baseline"), &dir, None)?;
+    let durable = start_baseline(&release.join("examples/baseline"), &dir, Some(&dir.join("baseline-journal.jsonl")))?;
+    let read = |name: &str| -> Result<Bytes, Error> {
+        Ok(Bytes::from(std::fs::read(Path::new(FIXTURES).join(format!("{name}.validating.json")))?))
+    };
+    let edit = read("virtualservice-update-kubectl-edit-human")?;
+    let envoy = read("envoyfilter-update-kubectl-patch-json-human-big")?;
+    let workloads: [(&str, Bytes, bool, &Server); 4] = [
+        ("refuse edit", edit.clone(), false, &durable),
+        ("refuse envoy", envoy.clone(), false, &durable),
+        ("allow edit", as_argocd(&edit)?, true, &plain),
+        ("allow envoy", as_argocd(&envoy)?, true, &plain),
     ];
     println!(
-        "driftgate load benchmark: {} cores, {seconds} s a row, HTTP/1.1 keep-alive over TLS, fixtures from tests/fixtures",
+        "driftgate load benchmark: {} cores, {seconds} s a run, {pairs} pairs a row, HTTP/1.1 keep-alive over TLS",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     println!(
-        "{:<8} {:>4} | {:>9} {:>7} {:>7} {:>7} {:>6} {:>4} | {:>9} {:>7} {:>7} {:>7} {:>6} | {:>6} {:>6}",
-        "mix",
+        "reviews: kubectl edit {} KB, EnvoyFilter patch {} KB; fdatasync of 1 KB on this disk: p50 {sync_p50:.3} ms, p99 {sync_p99:.3} ms",
+        edit.len() / 1024,
+        envoy.len() / 1024
+    );
+    println!(
+        "refusals are compared with the durable baseline (fdatasync before each answer), allowed requests with the plain one"
+    );
+    println!(
+        "{:<13} {:>4} | {:>9} {:>7} {:>7} {:>6} {:>4} | {:<8} {:>9} {:>7} {:>7} {:>6} | {:>8} {:>14}",
+        "workload",
         "conc",
         "dg req/s",
         "p50 ms",
         "p99 ms",
-        "p99.9",
         "RSS MB",
         "err",
-        "base r/s",
+        "baseline",
+        "req/s",
         "p50 ms",
         "p99 ms",
-        "p99.9",
         "RSS MB",
-        "r/s ×",
-        "p99 ×"
+        "median ×",
+        "pairs"
     );
-    for mix_name in &mixes {
-        let mix = Arc::new(load_mix(mix_name)?);
+    // BENCH_WORKLOADS=refuse runs only the rows whose name contains it.
+    let only = env_or("BENCH_WORKLOADS", "");
+    for (name, body, allowed, baseline) in workloads.iter().filter(|w| w.0.contains(&only)) {
+        let mix = Arc::new(vec![Request { body: body.clone(), allowed: *allowed }]);
         for &c in &concurrencies {
-            let mut rows = Vec::new();
-            for server in &servers {
-                let client = client(bundle.ca_pem.as_bytes(), server.addr, c)?;
-                let url = format!("https://localhost:{}/validate", server.addr.port());
-                let check = server.name == "driftgate";
-                drive(&client, &url, &mix, c, Duration::from_millis(500), check).await; // warm-up
-                reset_peak(server.child.id());
-                let mut row = drive(&client, &url, &mix, c, Duration::from_secs(seconds), check).await;
-                row.rss = peak_rss_mib(server.child.id());
-                rows.push(row);
+            let mut ratios = Vec::new();
+            let mut rows: (Vec<Row>, Vec<Row>) = (Vec::new(), Vec::new());
+            let mut inside = Inside::default();
+            for pair in 0..pairs {
+                let order: [&Server; 2] = if pair % 2 == 0 { [&driftgate, baseline] } else { [baseline, &driftgate] };
+                let mut got: Vec<(bool, Row)> = Vec::new();
+                for server in order {
+                    let client = client(bundle.ca_pem.as_bytes(), server.addr, c)?;
+                    let url = format!("https://localhost:{}/validate", server.addr.port());
+                    let check = server.name == "driftgate";
+                    drive(&client, &url, &mix, c, Duration::from_millis(300), check).await; // warm-up
+                    reset_peak(server.child.id());
+                    let before = Inside::read(server).await;
+                    let mut row = drive(&client, &url, &mix, c, Duration::from_secs(seconds), check).await;
+                    row.rss = peak_rss_mib(server.child.id());
+                    inside.add(&Inside::read(server).await, &before);
+                    got.push((check, row));
+                }
+                let d = got.iter().find(|(is_dg, _)| *is_dg).map(|(_, r)| r.clone()).unwrap_or_default();
+                let b = got.iter().find(|(is_dg, _)| !*is_dg).map(|(_, r)| r.clone()).unwrap_or_default();
+                ratios.push(d.rps / b.rps.max(1e-9));
+                rows.0.push(d);
+                rows.1.push(b);
             }
-            let (d, b) = (&rows[0], &rows[1]);
+            let mid = |rows: &[Row]| -> Row {
+                let mut by_rps: Vec<&Row> = rows.iter().collect();
+                by_rps.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+                by_rps[by_rps.len() / 2].clone()
+            };
+            let (d, b) = (mid(&rows.0), mid(&rows.1));
+            let errors: u64 = rows.0.iter().map(|r| r.errors).sum();
+            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
             println!(
-                "{:<8} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>6.1} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>7.3} {:>6.1} | {:>6.2} {:>6.2}",
-                mix_name,
+                "{:<13} {:>4} | {:>9.0} {:>7.3} {:>7.3} {:>6.1} {:>4} | {:<8} {:>9.0} {:>7.3} {:>7.3} {:>6.1} | {:>8.2} {:>14}",
+                name,
                 c,
                 d.rps,
                 d.p50,
                 d.p99,
-                d.p999,
                 d.rss,
-                d.errors,
+                errors,
+                if baseline.name == "baseline" { "plain" } else { "durable" },
                 b.rps,
                 b.p50,
                 b.p99,
-                b.p999,
                 b.rss,
-                d.rps / b.rps.max(1e-9),
-                d.p99 / b.p99.max(1e-9)
+                median(&mut ratios.clone()),
+                each.join(" ")
             );
+            if !allowed {
+                println!("{:<18} | {}", "", inside.describe());
+            }
         }
     }
     let journal = journal_lines(&dir);
