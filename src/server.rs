@@ -56,6 +56,24 @@ pub enum ServeError {
     },
 }
 
+/// How often the log sums up the drift events journaled since the last summary.
+const DRIFT_SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs, at info, how many drift events were journaled in each interval that had any: each
+/// event is in the journal (and at debug in the log); one formatted line per refusal cost
+/// as much log as journal under load.
+async fn summarise_drift(journal: Journal) {
+    let mut seen = journal.stats().appended.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(DRIFT_SUMMARY_EVERY).await;
+        let now = journal.stats().appended.load(Ordering::Relaxed);
+        if now > seen {
+            tracing::info!(events = now - seen, seconds = DRIFT_SUMMARY_EVERY.as_secs(), journal = %journal.path().display(), "drift events journaled");
+        }
+        seen = now;
+    }
+}
+
 /// What the reloaders keep an eye on.
 struct Reloading {
     policy_dir: PathBuf,
@@ -199,6 +217,7 @@ impl App {
     /// delay, stops accepting, and waits up to the grace period for requests in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let policies = tokio::spawn(self.reload_policies());
+        let summary = tokio::spawn(summarise_drift(self.state.journal.clone()));
         let certificates = tokio::spawn(self.reload_certificates());
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_server = tokio::spawn(
@@ -212,6 +231,7 @@ impl App {
         http::serve(self.listener, self.acceptor, app, self.state, shutdown, self.stop).await;
         policies.abort();
         certificates.abort();
+        summary.abort();
         let _ = metrics_stop.send(());
         if let Ok(Err(e)) = metrics_server.await {
             tracing::warn!(error = %e, "metrics server ended with an error");

@@ -9,6 +9,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetryLayer;
+use tracing_subscriber::filter::{FilterExt as _, LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _, registry::LookupSpan};
@@ -62,27 +63,38 @@ fn otlp_provider() -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuil
         .build())
 }
 
+/// The span each admission request runs in (see [`crate::http`]).
+pub const ADMISSION_SPAN: &str = "admission";
+
 /// Installs logging (and OTLP trace export when asked for) as the global subscriber.
+///
+/// The log sees the admission span only at debug level: formatting its fields costs more than
+/// the rest of a refusal's logging, and the few lines logged inside it at info or above carry
+/// the request's identity themselves. So without OTLP export and at info level, no layer wants
+/// the span and it is never made.
 pub fn init(format: LogFormat, level: &str) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let log_spans = filter().max_level_hint().is_none_or(|max| max >= LevelFilter::DEBUG);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
         LogFormat::Text => fmt.with_ansi(ansi).boxed(),
     };
+    let not_admission = filter_fn(move |meta| log_spans || !(meta.is_span() && meta.name() == ADMISSION_SPAN));
+    let fmt = fmt.with_filter(filter().and(not_admission));
     let mut telemetry = Telemetry::default();
     let mut otel = None;
     if otlp_requested(|v| std::env::var(v).ok()) {
         match otlp_provider() {
             Ok(provider) => {
-                otel = Some(otel_layer(&provider));
+                otel = Some(otel_layer(&provider).with_filter(filter()));
                 telemetry.provider = Some(provider);
             }
             Err(e) => eprintln!("driftgate: failed to set up OTLP trace export, continuing without: {e}"),
         }
     }
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+    let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
     if telemetry.exporting() {
         tracing::info!("exporting traces over OTLP");
     }

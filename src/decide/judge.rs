@@ -4,10 +4,12 @@
 //! first needs them. PURE.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-use super::changes::{self, Change, Changes};
+use super::changes::{Change, Changes};
+use super::doc::{self, Doc};
 use super::verdict::{Drift, Judge, Rule, Verdict};
-use super::{DecideError, Hook, Judges, lifecycle, mutate, parse_object, tracking};
+use super::{DecideError, Hook, Judges, lifecycle, mutate, tracking};
 use crate::admission::{AdmissionRequest, Operation};
 use crate::event::{Decision, GitOpsRef};
 use crate::policy::path::covers_change;
@@ -17,38 +19,53 @@ use crate::policy::{BREAK_GLASS_ANNOTATION, DriftPolicy, Exemption, Mode, Policy
 const CLEANUP_CONTROLLERS: &[(&str, &str)] =
     &[("kube-system", "generic-garbage-collector"), ("kube-system", "namespace-controller")];
 
-/// The request's objects, parsed and normalised once, when a rule first needs them.
-pub(crate) struct Objects {
-    /// `oldObject`, normalised.
-    pub(crate) old: Option<Value>,
-    /// `object`, normalised.
-    pub(crate) new: Option<Value>,
+/// The request's objects, read once when a rule first needs them: metadata as values, the rest
+/// raw (see [`Doc`]).
+pub(crate) struct Objects<'r> {
+    /// `oldObject`.
+    pub(crate) old: Option<Doc<'r>>,
+    /// `object`.
+    pub(crate) new: Option<Doc<'r>>,
     /// Every change, uncapped.
     pub(crate) all_changes: Vec<Change>,
 }
 
-impl Objects {
-    fn load(req: &AdmissionRequest<'_>) -> Result<Self, DecideError> {
-        let mut old = parse_object("oldObject", req.old_object)?;
-        let mut new = parse_object("object", req.object)?;
-        old.iter_mut().chain(new.iter_mut()).for_each(changes::normalise);
-        let all_changes = changes::changes(req.operation, req.sub_resource.as_deref(), old.as_ref(), new.as_ref());
+impl<'r> Objects<'r> {
+    fn load(req: &AdmissionRequest<'r>) -> Result<Self, DecideError> {
+        let old = read("oldObject", req.old_object)?;
+        let new = read("object", req.object)?;
+        let all_changes = doc::changes(req.operation, req.sub_resource.as_deref(), old.as_ref(), new.as_ref())
+            .map_err(|source| DecideError { field: "object", source })?;
         Ok(Objects { old, new, all_changes })
     }
 
-    /// The object as it will be (CREATE/UPDATE) or is (DELETE).
+    /// The metadata of the object as it will be (CREATE/UPDATE) or is (DELETE).
     fn subject(&self) -> Option<&Value> {
-        self.new.as_ref().or(self.old.as_ref())
+        self.new.as_ref().or(self.old.as_ref())?.metadata.as_ref()
+    }
+
+    /// The object's `metadata.uid` (the stored object's, else the new one's).
+    fn uid(&self) -> Option<String> {
+        self.old.as_ref().and_then(|d| d.uid.clone()).or_else(|| self.new.as_ref().and_then(|d| d.uid.clone()))
     }
 
     fn gitops(&self) -> Option<GitOpsRef> {
-        self.old.as_ref().and_then(tracking::tracked_by).or_else(|| self.new.as_ref().and_then(tracking::tracked_by))
+        let tracked = |d: &Option<Doc<'_>>| d.as_ref()?.metadata.as_ref().and_then(tracking::tracked_by_metadata);
+        tracked(&self.old).or_else(|| tracked(&self.new))
     }
 }
 
 /// The namespace a request is in: a Namespace object counts as being in itself.
 fn namespace_of<'r>(req: &'r AdmissionRequest<'_>) -> &'r str {
     if req.is_namespace_object() && !req.name.is_empty() { &req.name } else { &req.namespace }
+}
+
+/// Reads a raw object of the request (`null` and absent are `None`).
+fn read<'r>(field: &'static str, raw: Option<&'r RawValue>) -> Result<Option<Doc<'r>>, DecideError> {
+    match raw.map(RawValue::get).filter(|text| *text != "null") {
+        None => Ok(None),
+        Some(text) => Doc::parse(text).map(Some).map_err(|source| DecideError { field, source }),
+    }
 }
 
 /// Judges a request as `hook` of `judges` answers it.
@@ -75,7 +92,7 @@ pub(crate) fn judge(
     if let Some(rule) = builtin(set, req) {
         return Ok(Verdict::new(req, Decision::Allowed, rule));
     }
-    let mut objects: Option<Objects> = None;
+    let mut objects: Option<Objects<'_>> = None;
     if lifecycle::worth_checking(req) {
         let loaded = Objects::load(req)?;
         let finishing = match (&loaded.old, &loaded.new) {
@@ -100,9 +117,10 @@ pub(crate) fn judge(
         }
     }
     let mut verdict = best.unwrap_or_else(|| Verdict::new(req, Decision::Allowed, Rule::Unprotected));
+    verdict.object.uid = objects.as_ref().and_then(Objects::uid);
     if verdict.object.name.is_empty() {
         // DeleteCollection names no object in the request; the object itself has the name.
-        if let Some(name) = objects.as_ref().and_then(|o| o.subject()).and_then(|o| o.pointer("/metadata/name")) {
+        if let Some(name) = objects.as_ref().and_then(Objects::subject).and_then(|m| m.get("name")) {
             verdict.object.name = name.as_str().unwrap_or_default().to_owned();
         }
     }
@@ -144,7 +162,7 @@ fn exemption_applies(ex: &Exemption, req: &AdmissionRequest<'_>) -> bool {
 /// Whether an exemption's `owners` allow the request: the object's controller ownerReference
 /// (the new object's on CREATE, the stored one's otherwise) is of one of its kinds, and an UPDATE
 /// leaves it as it was, so nobody claims an exemption by writing an ownerReference.
-fn owned_as(ex: &Exemption, operation: Operation, objects: &Objects) -> bool {
+fn owned_as(ex: &Exemption, operation: Operation, objects: &Objects<'_>) -> bool {
     if ex.owners.is_empty() {
         return true;
     }
@@ -166,16 +184,16 @@ fn owned_as(ex: &Exemption, operation: Operation, objects: &Objects) -> bool {
 }
 
 /// The controller ownerReference of an object (`controller: true`).
-fn controller_of(object: Option<&Value>) -> Option<&Value> {
-    object?.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|r| r["controller"] == Value::Bool(true))
+fn controller_of<'d>(object: Option<&'d Doc<'_>>) -> Option<&'d Value> {
+    object?.meta("ownerReferences")?.as_array()?.iter().find(|r| r["controller"] == Value::Bool(true))
 }
 
 /// One policy's verdict.
-fn evaluate(
+fn evaluate<'r>(
     policy: &DriftPolicy,
-    req: &AdmissionRequest<'_>,
+    req: &AdmissionRequest<'r>,
     hook: Hook,
-    objects: &mut Option<Objects>,
+    objects: &mut Option<Objects<'r>>,
 ) -> Result<Verdict, DecideError> {
     let spec = &policy.spec;
     let decided = |decision, rule| {
@@ -245,7 +263,11 @@ fn evaluate(
     }
     if decision == Decision::Repaired {
         let stamp = spec.provenance.then_some(&req.user_info.username);
-        match mutate::repair(req, objects.old.as_ref(), objects.new.as_ref(), &drift.not_exempt, stamp)? {
+        let whole = |d: &Option<Doc<'_>>, field| {
+            d.as_ref().map(Doc::to_value).transpose().map_err(|source| DecideError { field, source })
+        };
+        let (old_n, new_n) = (whole(&objects.old, "oldObject")?, whole(&objects.new, "object")?);
+        match mutate::repair(req, old_n.as_ref(), new_n.as_ref(), &drift.not_exempt, stamp)? {
             Some(patch) => drift.repair = Some(patch),
             // The exempt changes could not be kept apart from the rest: refuse rather than guess.
             // The validating webhook denies what arrives.
@@ -257,7 +279,7 @@ fn evaluate(
     Ok(v)
 }
 
-fn break_glass_reason(object: Option<&Value>) -> Option<String> {
-    let reason = object?.pointer("/metadata/annotations")?.get(BREAK_GLASS_ANNOTATION)?.as_str()?.trim();
+fn break_glass_reason(metadata: Option<&Value>) -> Option<String> {
+    let reason = metadata?.get("annotations")?.get(BREAK_GLASS_ANNOTATION)?.as_str()?.trim();
     (!reason.is_empty()).then(|| reason.to_owned())
 }

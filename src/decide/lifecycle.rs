@@ -11,6 +11,7 @@
 
 use serde_json::Value;
 
+use super::doc::Doc;
 use crate::admission::{AdmissionRequest, Operation};
 
 /// The garbage collector's identity (kube-controller-manager with service-account credentials).
@@ -36,9 +37,9 @@ pub fn worth_checking(req: &AdmissionRequest<'_>) -> bool {
                 .is_some_and(|o| memchr::memmem::find(o.get().as_bytes(), b"\"deletionTimestamp\"").is_some()))
 }
 
-/// The rule that allows the UPDATE from `old` to `new` (normalised objects), if any.
-pub fn allows(username: &str, old: &Value, new: &Value) -> Option<Lifecycle> {
-    let terminating = old.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
+/// The rule that allows the UPDATE from `old` to `new`, if any.
+pub fn allows(username: &str, old: &Doc<'_>, new: &Doc<'_>) -> Option<Lifecycle> {
+    let terminating = old.metadata.as_ref().and_then(|m| m.get("deletionTimestamp")).is_some_and(|t| !t.is_null());
     if terminating && only_removes(old, new, "finalizers") {
         return Some(Lifecycle::FinalizerRemoval);
     }
@@ -50,9 +51,9 @@ pub fn allows(username: &str, old: &Value, new: &Value) -> Option<Lifecycle> {
 
 /// Whether `new` is `old` with some entries of the list `metadata.<key>` removed (the others in
 /// their order) and nothing else changed.
-fn only_removes(old: &Value, new: &Value, key: &str) -> bool {
+fn only_removes(old: &Doc<'_>, new: &Doc<'_>, key: &str) -> bool {
     let (Some(old_meta), Some(new_meta)) =
-        (old.get("metadata").and_then(Value::as_object), new.get("metadata").and_then(Value::as_object))
+        (old.metadata.as_ref().and_then(Value::as_object), new.metadata.as_ref().and_then(Value::as_object))
     else {
         return false;
     };
@@ -65,12 +66,9 @@ fn only_removes(old: &Value, new: &Value, key: &str) -> bool {
     if after.len() >= before.len() || !is_subsequence(after, before) {
         return false;
     }
-    let same_except = |a: &serde_json::Map<String, Value>, b: &serde_json::Map<String, Value>, skip: &str| {
-        a.iter().filter(|(k, _)| *k != skip).all(|(k, v)| b.get(k) == Some(v))
-            && b.keys().filter(|k| *k != skip).all(|k| a.contains_key(k))
-    };
-    let (Some(old_top), Some(new_top)) = (old.as_object(), new.as_object()) else { return false };
-    same_except(old_top, new_top, "metadata") && same_except(old_meta, new_meta, key)
+    let same_except = old_meta.iter().filter(|(k, _)| *k != key).all(|(k, v)| new_meta.get(k) == Some(v))
+        && new_meta.keys().filter(|k| *k != key).all(|k| old_meta.contains_key(k));
+    same_except && old.same_rest(new)
 }
 
 fn is_subsequence(short: &[Value], long: &[Value]) -> bool {
@@ -143,7 +141,9 @@ mod tests {
             (GARBAGE_COLLECTOR, mk(json!({"name": "a", "ownerReferences": owner})), mk(json!({"name": "b"})), None),
         ];
         for (user, old, new, want) in cases {
-            assert_eq!(allows(user, &old, &new), want, "{user}: {old} -> {new}");
+            let (old_text, new_text) = (old.to_string(), new.to_string());
+            let (old_doc, new_doc) = (Doc::parse(&old_text).unwrap(), Doc::parse(&new_text).unwrap());
+            assert_eq!(allows(user, &old_doc, &new_doc), want, "{user}: {old} -> {new}");
         }
     }
 }

@@ -9,10 +9,12 @@
 //! Inside: [`judge`] finds the verdict (built-in rules first, then each policy that covers the
 //! request; the most severe verdict wins: denied > repaired > warned > audited > break-glass >
 //! allowed), [`verdict`] says what it means and what the person is told, [`mutate`] builds
-//! repair and provenance patches, [`changes`] diffs the objects, [`lifecycle`] and
-//! [`tracking`] know the end of an object's life and who owns it.
+//! repair and provenance patches, [`doc`] reads the objects lazily (metadata as values, the rest
+//! raw) and diffs them, [`changes`] says what a change is and how it is reported, [`lifecycle`]
+//! and [`tracking`] know the end of an object's life and who owns it.
 
 pub mod changes;
+pub mod doc;
 pub(crate) mod judge;
 pub mod lifecycle;
 pub mod mutate;

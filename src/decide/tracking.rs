@@ -28,7 +28,11 @@ fn str_at<'v>(meta: &'v Value, map: &str, key: &str) -> Option<&'v str> {
 
 /// The GitOps owner recorded in an object's metadata, if any.
 pub fn tracked_by(object: &Value) -> Option<GitOpsRef> {
-    let meta = object.get("metadata")?;
+    tracked_by_metadata(object.get("metadata")?)
+}
+
+/// The GitOps owner recorded in `metadata`, if any.
+pub fn tracked_by_metadata(meta: &Value) -> Option<GitOpsRef> {
     if let Some(id) = str_at(meta, "annotations", ARGOCD_TRACKING_ID) {
         let app = id.split_once(':').map_or(id, |(app, _)| app);
         return Some(GitOpsRef { tool: GitOpsTool::Argocd, app: app.to_owned() });

@@ -108,6 +108,9 @@ pub struct Subject {
     pub namespace: String,
     /// The name (from the object itself for DeleteCollection).
     pub name: String,
+    /// The object's `metadata.uid`, when its objects were read (Kubernetes Events name it, so
+    /// `kubectl describe` lists them).
+    pub uid: Option<String>,
 }
 
 impl Subject {
@@ -118,7 +121,7 @@ impl Subject {
         };
         // A Namespace is cluster-scoped, whatever the request's namespace field says.
         let namespace = if req.is_namespace_object() { String::new() } else { req.namespace.clone() };
-        Subject { kind, namespace, name: req.name.clone() }
+        Subject { kind, namespace, name: req.name.clone(), uid: None }
     }
 
     /// `namespace/name`, or `name` for cluster-scoped objects.

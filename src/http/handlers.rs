@@ -22,7 +22,6 @@ use super::AppState;
 use crate::admission;
 use crate::decide::{self, Endpoint, EventStamp, Hook, Judges, Rule};
 use crate::metrics::{DriftLabels, RequestLabels};
-use crate::sinks::events::object_uid;
 
 /// Set per connection: whether the peer presented a client certificate that verified.
 #[derive(Debug, Clone, Copy)]
@@ -152,7 +151,7 @@ async fn answer(
     let review = admission::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let req = &review.request;
     let span = tracing::info_span!(
-        "admission",
+        crate::telemetry::ADMISSION_SPAN,
         endpoint = endpoint.hook.as_str(),
         uid = %req.uid,
         operation = req.operation.as_str(),
@@ -183,18 +182,31 @@ async fn answer(
         );
         if let Some(sink) = &state.events {
             // Never waits: a full queue drops (and counts) the Event; the journal has it all.
-            sink.submit_regarding(event, object_uid(req.old_object.or(req.object)).as_deref());
+            sink.submit_regarding(event, verdict.object.uid.as_deref());
         }
         let _entered = span.enter();
         match journaled {
-            Ok(()) => tracing::info!(event = %event.id, rule = %verdict.rule, dry_run = req.dry_run, "drift"),
+            // The journal has the event whole; the log says it at debug, and a summary at info
+            // every few seconds (server.rs) tells an operator drift is happening.
+            Ok(()) => tracing::debug!(event = %event.id, rule = %verdict.rule, dry_run = req.dry_run, "drift"),
             // The answer stands: enforce still denies, warn/audit still allow. /readyz reports it.
-            Err(e) => tracing::error!(event = %event.id, error = %e, "drift event could not be journaled"),
+            Err(e) => tracing::error!(
+                event = %event.id,
+                error = %e,
+                uid = %req.uid,
+                kind = %req.kind.kind,
+                object = %verdict.object.object_ref(),
+                user = %req.user_info.username,
+                "drift event could not be journaled"
+            ),
         }
     } else if verdict.rule == Rule::UnknownPolicy {
         let _entered = span.enter();
         tracing::error!(
             policy = verdict.policy_name().unwrap_or_default(),
+            uid = %req.uid,
+            kind = %req.kind.kind,
+            object = %verdict.object.object_ref(),
             "a webhook calls a policy that is not loaded; run `driftgate register` again"
         );
     } else {

@@ -217,21 +217,6 @@ pub fn truncate(s: &str, limit: usize) -> String {
     format!("{}{ELLIPSIS}", &s[..end])
 }
 
-/// The `metadata.uid` of a raw object (the request's `oldObject`, or `object`), so the Event
-/// shows in `kubectl describe`, which looks Events up by the object's uid.
-pub fn object_uid(raw: Option<&serde_json::value::RawValue>) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Object {
-        metadata: Option<Metadata>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Metadata {
-        uid: Option<String>,
-    }
-    let object: Object = serde_json::from_str(raw?.get()).ok()?;
-    object.metadata?.uid.filter(|u| !u.is_empty())
-}
-
 fn micro_time(time: time::OffsetDateTime) -> String {
     let utc = time.to_offset(time::UtcOffset::UTC);
     format!(
@@ -332,7 +317,7 @@ impl EventSink {
         self.submit_regarding(event, None);
     }
 
-    /// As [`EventSink::submit`], naming the object's uid (see [`object_uid`]) so that
+    /// As [`EventSink::submit`], naming the object's uid (the decision core reads it) so that
     /// `kubectl describe` lists the Event; without it the Event is still listed by
     /// `kubectl get events`.
     pub fn submit_regarding(&self, event: &DriftEvent, uid: Option<&str>) {
@@ -584,14 +569,5 @@ mod tests {
             let t = time::OffsetDateTime::parse(input, &time::format_description::well_known::Rfc3339).unwrap();
             assert_eq!(micro_time(t), want);
         }
-    }
-
-    #[test]
-    fn object_uid_reads_metadata_uid() {
-        let raw = |s: &str| serde_json::value::RawValue::from_string(s.to_owned()).unwrap();
-        assert_eq!(object_uid(Some(&raw(r#"{"metadata":{"uid":"u-1","name":"x"}}"#))).as_deref(), Some("u-1"));
-        assert_eq!(object_uid(Some(&raw(r#"{"metadata":{"name":"x"}}"#))), None);
-        assert_eq!(object_uid(Some(&raw("null"))), None);
-        assert_eq!(object_uid(None), None);
     }
 }
