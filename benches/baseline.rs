@@ -62,8 +62,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cert_dir = PathBuf::from(arg("--cert-dir").ok_or("--cert-dir DIR is required")?);
     let listen: SocketAddr = arg("--listen").unwrap_or_else(|| "127.0.0.1:0".into()).parse()?;
-    let journal = arg("--journal")
-        .map(|path| Journal::open(JournalConfig { path: PathBuf::from(path), max_bytes: 1 << 40, keep: 1 }, None));
+    let journal = arg("--journal").map(|path| {
+        Journal::open(JournalConfig { max_bytes: 1 << 40, keep: 1, ..JournalConfig::new(PathBuf::from(path)) }, None)
+    });
     let key = driftgate::http::tls::load_pair(&cert_dir)?;
     let resolver = Arc::new(driftgate::http::tls::CertResolver::new(key));
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(driftgate::http::tls::server_config(resolver)?));

@@ -17,8 +17,10 @@ fn group_commit(c: &mut Criterion) {
         Err(e) => return eprintln!("failed to start a runtime: {e}"),
     };
     let Ok(dir) = tempfile::tempdir() else { return eprintln!("failed to make a temporary folder") };
-    let journal =
-        Journal::open(JournalConfig { path: dir.path().join("bench.jsonl"), max_bytes: 1 << 30, keep: 1 }, None);
+    let journal = Journal::open(
+        JournalConfig { max_bytes: 1 << 30, keep: 1, ..JournalConfig::new(dir.path().join("bench.jsonl")) },
+        None,
+    );
     if !journal.is_healthy() {
         return eprintln!("the journal in {} cannot be written", dir.path().display());
     }

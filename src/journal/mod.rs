@@ -6,8 +6,16 @@
 //! [`Journal::append`] returns only once the line is on disk. A failing disk is reported to the
 //! caller and through [`Journal::is_healthy`]; each later batch tries again, so writing resumes
 //! when the fault clears. The journal knows nothing of policies or events: it stores lines.
+//!
+//! Readers (the sinks' forwarders) follow it with a [`cursor`] each and a [`tail`]: after every
+//! synced batch the writer tells them how far the live file is durable ([`Journal::synced`]), and
+//! rotation keeps the files they have not read yet ([`retention`]), up to a cap on the bytes
+//! they are behind.
 
+pub mod cursor;
 pub mod read;
+pub mod retention;
+pub mod tail;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -15,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio::sync::{mpsc, oneshot};
+use std::os::unix::fs::MetadataExt as _;
+
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Most lines written in one batch (one write, one fsync).
 const MAX_BATCH: usize = 1024;
@@ -35,6 +45,57 @@ pub struct JournalConfig {
     pub max_bytes: u64,
     /// How many rotated files (`path.1` … `path.N`) are kept.
     pub keep: usize,
+    /// The readers (sinks) whose cursors rotation respects: files they have not read are kept.
+    pub readers: Vec<String>,
+    /// The most bytes a reader may be behind: beyond it rotation deletes the oldest files all
+    /// the same (the reader counts the events it loses).
+    pub undelivered_max_bytes: u64,
+}
+
+impl JournalConfig {
+    /// A journal at `path`: rotated at 64 MiB, 5 rotated files kept, no readers, 256 MiB cap.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        JournalConfig {
+            path: path.into(),
+            max_bytes: 64 * 1024 * 1024,
+            keep: 5,
+            readers: Vec::new(),
+            undelivered_max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Lines rotation deleted before a reader read them, by reader: each entry names the file and
+/// how many of its lines that reader had not read (from its stored cursor). The reader's
+/// [`tail::Tail`] takes them, except for the file it has open, whose rest it counts itself.
+#[derive(Debug, Clone, Default)]
+pub struct DropLedger(Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<Dropped>>>>);
+
+/// A file deleted unread, and how many of its lines one reader lost with it.
+pub type Dropped = (cursor::FileId, u64);
+
+impl DropLedger {
+    fn record(&self, reader: &str, file: cursor::FileId, lines: u64) {
+        if let Ok(mut map) = self.0.lock() {
+            map.entry(reader.to_owned()).or_default().push((file, lines));
+        }
+    }
+
+    /// Takes what was recorded for `reader`.
+    pub fn take(&self, reader: &str) -> Vec<(cursor::FileId, u64)> {
+        self.0.lock().map(|mut map| map.remove(reader).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+/// How far the live file is durable: what readers may read of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// The live file's inode.
+    pub ino: u64,
+    /// Its bytes that are written and synced.
+    pub len: u64,
+    /// Lines made durable since the journal was opened.
+    pub lines: u64,
 }
 
 /// Why an append failed.
@@ -85,6 +146,8 @@ pub struct Journal {
     tx: mpsc::Sender<Job>,
     stats: Arc<JournalStats>,
     path: PathBuf,
+    synced: watch::Receiver<Synced>,
+    drops: DropLedger,
 }
 
 impl Journal {
@@ -94,11 +157,14 @@ impl Journal {
     /// until it can write.
     pub fn open(config: JournalConfig, observer: Option<Arc<dyn JournalObserver>>) -> Journal {
         let stats = Arc::new(JournalStats::default());
-        let mut writer = Writer { config: config.clone(), file: None };
+        let (synced_tx, synced) = watch::channel(Synced::default());
+        let drops = DropLedger::default();
+        let mut writer = Writer { config: config.clone(), file: None, synced: synced_tx, drops: drops.clone() };
         let first = writer.ensure_open();
         if let Err(e) = &first {
             tracing::error!(error = %e, "journal cannot be written: serving unready until it can");
         }
+        writer.publish(0);
         stats.healthy.store(first.is_ok(), Ordering::Release);
         let (tx, rx) = mpsc::channel(QUEUE);
         let thread_stats = stats.clone();
@@ -110,7 +176,17 @@ impl Journal {
             tracing::error!(error = %e, "the journal writer could not start");
             stats.healthy.store(false, Ordering::Release);
         }
-        Journal { tx, stats, path: config.path }
+        Journal { tx, stats, path: config.path, synced, drops }
+    }
+
+    /// What rotation deleted before its readers read it.
+    pub fn drops(&self) -> DropLedger {
+        self.drops.clone()
+    }
+
+    /// How far the live file is durable, updated after every batch and rotation.
+    pub fn synced(&self) -> watch::Receiver<Synced> {
+        self.synced.clone()
     }
 
     /// Appends one line (which must end with a newline) and waits until it is on disk.
@@ -139,6 +215,8 @@ impl Journal {
 struct Writer {
     config: JournalConfig,
     file: Option<(File, u64)>,
+    synced: watch::Sender<Synced>,
+    drops: DropLedger,
 }
 
 impl Writer {
@@ -183,8 +261,9 @@ impl Writer {
                         o.synced(started.elapsed(), batch.len());
                     }
                     stats.healthy.store(true, Ordering::Release);
-                    stats.appended.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    let lines = stats.appended.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
                     stats.syncs.fetch_add(1, Ordering::Relaxed);
+                    self.publish(lines);
                 }
                 Err(e) => {
                     if let Some(o) = observer {
@@ -214,6 +293,13 @@ impl Writer {
             let _ = std::fs::remove_file(&scratch);
         }
         written.map_err(|e| self.io_err(e))
+    }
+
+    /// Tells readers how far the live file is durable (`lines` made durable so far).
+    fn publish(&self, lines: u64) {
+        let Some((file, size)) = &self.file else { return };
+        let ino = file.metadata().map(|m| m.ino()).unwrap_or_default();
+        self.synced.send_replace(Synced { ino, len: *size, lines });
     }
 
     fn io_err(&self, e: io::Error) -> JournalError {
@@ -249,22 +335,82 @@ impl Writer {
         Ok(())
     }
 
+    /// Renames the live file to `FILE.1` (and every `FILE.N` to `FILE.N+1`), starts a new live
+    /// file, then deletes the rotated files retention lets go.
     fn rotate(&mut self) -> io::Result<()> {
+        let lines = self.synced.borrow().lines;
         self.file = None;
-        let path = &self.config.path;
-        if self.config.keep == 0 {
-            std::fs::remove_file(path)?;
-        } else {
-            for i in (1..self.config.keep).rev() {
-                let from = rotated(path, i);
-                if from.exists() {
-                    std::fs::rename(&from, rotated(path, i + 1))?;
-                }
-            }
-            std::fs::rename(path, rotated(path, 1))?;
+        let path = self.config.path.clone();
+        let files = read::journal_files(&path).map_err(io::Error::other)?;
+        // Oldest first (`FILE.N` … `FILE.1`, then the live file), so no rename overwrites a file
+        // not yet moved; gaps in the numbers close.
+        for (i, from) in files.iter().enumerate().take(files.len().saturating_sub(1)) {
+            std::fs::rename(from, rotated(&path, files.len() - i))?;
         }
-        sync_dir(path)?;
-        self.file = Some(open_for_append(path)?);
+        std::fs::rename(&path, rotated(&path, 1))?;
+        self.file = Some(open_for_append(&path)?);
+        sync_dir(&path)?;
+        self.publish(lines);
+        self.retain(&path)
+    }
+
+    /// Deletes the rotated files that are beyond the number kept and read by every reader, and,
+    /// when a reader is more than the cap behind, the oldest files regardless.
+    fn retain(&self, path: &Path) -> io::Result<()> {
+        let files = read::journal_files(path).map_err(io::Error::other)?;
+        let states: Vec<retention::FileState> = files
+            .iter()
+            .map(|f| retention::FileState { size: std::fs::metadata(f).map(|m| m.len()).unwrap_or(0) })
+            .collect();
+        let mut readers = Vec::new();
+        for reader in &self.config.readers {
+            let position = match cursor::load(&cursor::cursor_path(path, reader)) {
+                Ok(Some(c)) => match cursor::locate(&files, &c.file) {
+                    Some(file) => retention::Position { file, offset: c.offset },
+                    None => retention::Position { file: 0, offset: 0 },
+                },
+                // A reader that has not started yet begins at the end: it needs nothing older.
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "keeping every journal file for a reader whose cursor cannot be read");
+                    retention::Position { file: 0, offset: 0 }
+                }
+            };
+            readers.push((reader, position));
+        }
+        let positions: Vec<retention::Position> = readers.iter().map(|(_, p)| *p).collect();
+        let plan = retention::plan(&states, &positions, self.config.keep, self.config.undelivered_max_bytes);
+        for &i in &plan.delete {
+            if plan.undelivered.contains(&i) {
+                // Count, for each reader behind, the lines of this file it has not read.
+                let id = cursor::FileId::of_path(&files[i]);
+                let mut lost = 0;
+                for (reader, p) in &readers {
+                    let from = match p.file.cmp(&i) {
+                        std::cmp::Ordering::Less => 0,
+                        std::cmp::Ordering::Equal => p.offset,
+                        std::cmp::Ordering::Greater => continue,
+                    };
+                    let lines = File::open(&files[i]).and_then(|f| tail::count_lines(&f, from)).unwrap_or(0);
+                    if let (Ok(id), true) = (&id, lines > 0) {
+                        self.drops.record(reader, id.clone(), lines);
+                    }
+                    lost = lost.max(lines);
+                }
+                tracing::error!(
+                    file = %files[i].display(),
+                    bytes = states[i].size,
+                    events = lost,
+                    cap = self.config.undelivered_max_bytes,
+                    "deleting a journal file a sink has not delivered: its sinks are more than the cap behind; \
+                     the events they lose are counted in driftgate_sink_dropped_total"
+                );
+            }
+            std::fs::remove_file(&files[i])?;
+        }
+        if !plan.delete.is_empty() {
+            sync_dir(path)?;
+        }
         Ok(())
     }
 }
@@ -334,7 +480,7 @@ mod tests {
     use super::*;
 
     fn mk_journal(dir: &Path, max_bytes: u64, keep: usize) -> Journal {
-        let j = Journal::open(JournalConfig { path: dir.join("j.jsonl"), max_bytes, keep }, None);
+        let j = Journal::open(JournalConfig { max_bytes, keep, ..JournalConfig::new(dir.join("j.jsonl")) }, None);
         assert!(j.is_healthy());
         j
     }
@@ -386,7 +532,10 @@ mod tests {
     async fn reports_an_unwritable_journal_and_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("not-yet");
-        let j = Journal::open(JournalConfig { path: missing.join("j.jsonl"), max_bytes: 1 << 30, keep: 1 }, None);
+        let j = Journal::open(
+            JournalConfig { max_bytes: 1 << 30, keep: 1, ..JournalConfig::new(missing.join("j.jsonl")) },
+            None,
+        );
         assert!(!j.is_healthy());
         assert!(j.append(b"{}\n".to_vec()).await.is_err());
         std::fs::create_dir(&missing).unwrap();
@@ -398,7 +547,10 @@ mod tests {
     async fn finds_out_by_itself_that_writing_works_again() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("not-yet");
-        let j = Journal::open(JournalConfig { path: missing.join("j.jsonl"), max_bytes: 1 << 30, keep: 1 }, None);
+        let j = Journal::open(
+            JournalConfig { max_bytes: 1 << 30, keep: 1, ..JournalConfig::new(missing.join("j.jsonl")) },
+            None,
+        );
         assert!(!j.is_healthy());
         std::fs::create_dir(&missing).unwrap();
         // No append: the writer's own probe notices.

@@ -99,7 +99,7 @@ pub fn is_rotated_of(path: &Path, live: &Path) -> bool {
 }
 
 /// A line's text without its `\r\n` or `\n`; `None` for a blank line.
-fn trimmed(line: &[u8], complete: bool) -> Option<&[u8]> {
+pub(crate) fn trimmed(line: &[u8], complete: bool) -> Option<&[u8]> {
     let mut text = line;
     if complete {
         text = text.strip_suffix(b"\n").unwrap_or(text);

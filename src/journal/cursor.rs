@@ -1,0 +1,180 @@
+//! Where a reader of the journal is (a sink's forwarder): a file and a byte offset in it,
+//! persisted beside the journal as `<journal>.<reader>.cursor` so that the reader resumes there
+//! after a restart.
+//!
+//! A file is named by its inode and the first bytes it holds, not by its path: rotation renames
+//! the live file to `FILE.1`, `FILE.1` to `FILE.2` and so on, and a cursor must still point at
+//! the same lines afterwards. The device number is left out on purpose: it changes when a
+//! PersistentVolume is mounted on another node, the inode does not. The first bytes (the start
+//! of the file's first drift event, which holds its unique id) tell a reused inode from the
+//! file the cursor was written for.
+//!
+//! A cursor is written atomically (a temporary file, fsync, rename, fsync of the directory), so
+//! a crash leaves the old cursor or the new one, never a torn one. This module knows nothing of
+//! sinks or events.
+
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Bytes of the start of a file that name it along with its inode.
+pub const HEAD_BYTES: usize = 48;
+
+/// A journal file, wherever rotation has moved it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileId {
+    /// The inode.
+    pub ino: u64,
+    /// The first bytes of the file (fewer when it was shorter), as text.
+    pub head: String,
+}
+
+impl FileId {
+    /// The id of an open file.
+    pub fn of(file: &File) -> io::Result<FileId> {
+        let ino = file.metadata()?.ino();
+        Ok(FileId { ino, head: head_of(file)? })
+    }
+
+    /// The id of the file at `path`.
+    pub fn of_path(path: &Path) -> io::Result<FileId> {
+        FileId::of(&File::open(path)?)
+    }
+
+    /// Whether `other` (read from a file now) is this file: the same inode, and the file starts
+    /// with the bytes this id recorded (it may have grown since).
+    pub fn is(&self, other: &FileId) -> bool {
+        self.ino == other.ino && other.head.starts_with(&self.head)
+    }
+}
+
+/// The first [`HEAD_BYTES`] of a file, as text (lossy: journal lines are UTF-8 JSON).
+fn head_of(file: &File) -> io::Result<String> {
+    let mut buf = [0u8; HEAD_BYTES];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Cut at a character boundary, so a head taken from a longer file starts with this one.
+    let text = match std::str::from_utf8(&buf[..filled]) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    Ok(text.to_owned())
+}
+
+/// A position in the journal: the next byte to read is `offset` in `file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The file.
+    pub file: FileId,
+    /// Bytes of it already read (always the end of a line).
+    pub offset: u64,
+}
+
+/// Why a cursor could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CursorError {
+    /// The cursor file could not be read or written.
+    #[error("failed to {action} cursor {path}: {source}")]
+    Io {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The cursor file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The cursor file is not a cursor.
+    #[error("cursor {path} is not readable: {source}")]
+    Corrupt {
+        /// The cursor file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The cursor file of `reader` for the journal whose live file is `journal`.
+pub fn cursor_path(journal: &Path, reader: &str) -> PathBuf {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(format!(".{reader}.cursor"));
+    PathBuf::from(name)
+}
+
+/// Reads a cursor; `None` when there is none yet.
+pub fn load(path: &Path) -> Result<Option<Cursor>, CursorError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(CursorError::Io { action: "read", path: path.to_owned(), source }),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|source| CursorError::Corrupt { path: path.to_owned(), source })
+}
+
+/// Writes a cursor atomically: its content is synced before it replaces the old one, so a
+/// crash leaves the old cursor or the new one, whole. The directory is not synced after each
+/// rename (one sync a batch instead of two): after a power loss the old cursor may come back,
+/// which redelivers one batch, never skips one.
+pub fn store(path: &Path, cursor: &Cursor) -> Result<(), CursorError> {
+    let io_err = |source| CursorError::Io { action: "write", path: path.to_owned(), source };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let text = serde_json::to_vec(cursor).map_err(|e| io_err(io::Error::other(e)))?;
+    let written = File::create(&tmp).and_then(|mut f| f.write_all(&text).and_then(|()| f.sync_data()));
+    written.and_then(|()| fs::rename(&tmp, path)).map_err(io_err)
+}
+
+/// The index in `files` (paths of the journal, oldest first) of the file `id` names, if it is
+/// still there.
+pub fn locate(files: &[PathBuf], id: &FileId) -> Option<usize> {
+    files.iter().position(|path| FileId::of_path(path).is_ok_and(|now| id.is(&now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_keeps_its_id_across_renames_and_growth() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("j.jsonl");
+        fs::write(&live, "{\"id\":\"a\"}\n").unwrap();
+        let id = FileId::of_path(&live).unwrap();
+        let mut f = fs::OpenOptions::new().append(true).open(&live).unwrap();
+        f.write_all(format!("{{\"id\":\"{}\"}}\n", "b".repeat(100)).as_bytes()).unwrap();
+        let rotated = dir.path().join("j.jsonl.1");
+        fs::rename(&live, &rotated).unwrap();
+        fs::write(&live, "{\"id\":\"c\"}\n").unwrap();
+        let files = vec![rotated.clone(), live.clone()];
+        assert_eq!(locate(&files, &id), Some(0));
+        assert!(FileId::of_path(&rotated).unwrap().head.len() == HEAD_BYTES);
+        // Another file with the same start but another inode is not it.
+        assert_eq!(locate(&[live], &id), None);
+    }
+
+    #[test]
+    fn a_cursor_is_stored_and_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = cursor_path(&dir.path().join("j.jsonl"), "slack");
+        assert!(path.ends_with("j.jsonl.slack.cursor"));
+        assert_eq!(load(&path).unwrap(), None);
+        let cursor = Cursor { file: FileId { ino: 7, head: "{\"id\":\"é\"".to_owned() }, offset: 42 };
+        store(&path, &cursor).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(cursor));
+        fs::write(&path, "{\"file\":").unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("j.jsonl.slack.cursor is not readable"), "{err}");
+    }
+}

@@ -1,0 +1,403 @@
+//! Reading the journal onwards from a cursor, for a forwarder: complete, durable lines in
+//! bounded batches, across rotation, and never past what the writer has synced (a line a sink
+//! delivers is a line the journal keeps).
+//!
+//! A batch never spans two files. At the end of a rotated file the tail moves to the next newer
+//! file; a torn last line there (a crash mid-write) is skipped and counted. When retention has
+//! deleted the file being read (its readers were more than the cap behind), the lines left in
+//! it are counted as dropped (the open file can still be read to count them) and reading goes
+//! on with the oldest file left. Blocking I/O: call it off the async runtime. It knows nothing
+//! of events or sinks.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+
+use tokio::sync::watch;
+
+use super::cursor::{self, Cursor, FileId, HEAD_BYTES};
+use super::read;
+use super::{DropLedger, Synced};
+
+/// Where a tail starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// At the end of what is durable now: only new lines.
+    End,
+    /// At the start of the oldest file kept.
+    Beginning,
+    /// Where a stored cursor says.
+    At(Cursor),
+}
+
+/// Lines read from one file.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Complete lines, without their newlines.
+    pub lines: Vec<Vec<u8>>,
+    /// Where reading stopped: store it once the lines are delivered.
+    pub end: Option<Cursor>,
+    /// Lines lost before these: the rest of files deleted before they were read.
+    pub dropped: u64,
+    /// Torn lines (a crash mid-write) skipped at the end of rotated files.
+    pub torn: u64,
+    /// The cursor's file was gone when reading started (deleted while driftgate was down): how
+    /// many of its lines were lost is unknown.
+    pub lost_track: bool,
+}
+
+impl Batch {
+    /// Whether nothing was read and nothing happened.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.dropped == 0 && self.torn == 0 && !self.lost_track
+    }
+}
+
+struct Reading {
+    file: File,
+    id: FileId,
+    pos: u64,
+}
+
+/// A reader of the journal whose live file is `live`.
+pub struct Tail {
+    live: PathBuf,
+    synced: watch::Receiver<Synced>,
+    start: Option<Start>,
+    at: Option<Reading>,
+    /// The start cursor's file was gone, noticed before the first read: reported by it.
+    lost_track: bool,
+    /// Where rotation records what it deleted unread, and the name this tail reads as.
+    ledger: Option<(DropLedger, String)>,
+}
+
+/// The largest line read whole; a longer one is cut into pieces a sink will not parse.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+impl Tail {
+    /// A tail of the journal at `live`, told how far it is durable by `synced`.
+    pub fn new(live: impl Into<PathBuf>, synced: watch::Receiver<Synced>, start: Start) -> Tail {
+        Tail { live: live.into(), synced, start: Some(start), at: None, lost_track: false, ledger: None }
+    }
+
+    /// Counts, as dropped, the lines rotation deleted before `reader` read them (files this
+    /// tail never opened; the rest of the file it has open it counts itself).
+    pub fn with_ledger(mut self, ledger: DropLedger, reader: &str) -> Tail {
+        self.ledger = Some((ledger, reader.to_owned()));
+        self
+    }
+
+    /// The position after everything read so far (`None` before the first file is opened).
+    pub fn position(&mut self) -> io::Result<Option<Cursor>> {
+        match self.at.as_mut() {
+            Some(r) => Ok(Some(Cursor { file: refreshed(r)?, offset: r.pos })),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the next lines, at most `max_lines` and about `max_bytes` (a longer line is read
+    /// whole). An empty batch when nothing new is durable.
+    pub fn read(&mut self, max_lines: usize, max_bytes: usize) -> io::Result<Batch> {
+        let mut batch = Batch { lost_track: std::mem::take(&mut self.lost_track), ..Batch::default() };
+        if let Some((ledger, reader)) = &self.ledger {
+            let open = self.at.as_ref().map(|r| r.id.ino);
+            batch.dropped +=
+                ledger.take(reader).iter().filter(|(id, _)| Some(id.ino) != open).map(|(_, n)| n).sum::<u64>();
+        }
+        if self.at.is_none() && !self.begin(&mut batch)? {
+            return Ok(batch);
+        }
+        // Bounded: each round reads, or moves to a newer file.
+        for _ in 0..64 {
+            let Some(reading) = self.at.as_mut() else { return Ok(batch) };
+            if reading.file.metadata()?.nlink() == 0 {
+                batch.dropped += count_lines(&reading.file, reading.pos)?;
+                self.at = None;
+                let files = read::journal_files(&self.live).map_err(io::Error::other)?;
+                match files.first() {
+                    Some(oldest) => self.at = Some(open_at(oldest, 0)?),
+                    None => return Ok(batch),
+                }
+                continue;
+            }
+            let live_ino = std::fs::metadata(&self.live).map(|m| m.ino()).ok();
+            let rotated = live_ino != Some(reading.id.ino);
+            let synced = *self.synced.borrow();
+            let limit = if rotated {
+                u64::MAX
+            } else if synced.ino == reading.id.ino {
+                synced.len
+            } else {
+                reading.pos
+            };
+            let (lines, next) = read_lines(&reading.file, reading.pos, limit, max_lines, max_bytes)?;
+            if !lines.is_empty() {
+                reading.pos = next;
+                batch.lines = lines;
+                batch.end = Some(Cursor { file: refreshed(reading)?, offset: reading.pos });
+                return Ok(batch);
+            }
+            if !rotated {
+                batch.end = Some(Cursor { file: refreshed(reading)?, offset: reading.pos });
+                return Ok(batch);
+            }
+            // The end of a rotated file: what is left is a torn line, if anything.
+            let size = reading.file.metadata()?.len();
+            if size > reading.pos {
+                batch.torn += 1;
+            }
+            let files = read::journal_files(&self.live).map_err(io::Error::other)?;
+            let here = files.iter().position(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == reading.id.ino));
+            let next = match here {
+                Some(i) => files.get(i + 1),
+                None => files.first(),
+            };
+            match next {
+                Some(path) => self.at = Some(open_at(path, 0)?),
+                None => return Ok(batch),
+            }
+            if !batch.is_empty() {
+                // Say what was skipped before reading on, so the cursor moves past it.
+                batch.end = self.position()?;
+                return Ok(batch);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// How many lines are left to read, through the newest file (a sink's backlog). Reads the
+    /// files once: call it at start, then count what comes and goes.
+    pub fn pending_lines(&mut self) -> io::Result<u64> {
+        let mut batch = Batch::default();
+        if self.at.is_none() && !self.begin(&mut batch)? {
+            return Ok(0);
+        }
+        self.lost_track |= batch.lost_track;
+        let Some(reading) = self.at.as_ref() else { return Ok(0) };
+        let mut pending = count_lines(&reading.file, reading.pos)?;
+        let files = read::journal_files(&self.live).map_err(io::Error::other)?;
+        let here = files.iter().position(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == reading.id.ino));
+        if let Some(i) = here {
+            for newer in &files[i + 1..] {
+                pending += count_lines(&File::open(newer)?, 0)?;
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Opens the file reading starts in; `false` when there is no journal yet.
+    fn begin(&mut self, batch: &mut Batch) -> io::Result<bool> {
+        let files = read::journal_files(&self.live).map_err(io::Error::other)?;
+        let start = self.start.clone().unwrap_or(Start::End);
+        let opened = match start {
+            Start::End => {
+                if !self.live.is_file() {
+                    return Ok(false);
+                }
+                let synced = *self.synced.borrow();
+                let mut reading = open_at(&self.live, 0)?;
+                reading.pos = if synced.ino == reading.id.ino { synced.len } else { reading.file.metadata()?.len() };
+                reading
+            }
+            Start::Beginning => match files.first() {
+                Some(oldest) => open_at(oldest, 0)?,
+                None => return Ok(false),
+            },
+            Start::At(cursor) => match cursor::locate(&files, &cursor.file) {
+                Some(i) => open_at(&files[i], cursor.offset)?,
+                None => match files.first() {
+                    Some(oldest) => {
+                        batch.lost_track = true;
+                        open_at(oldest, 0)?
+                    }
+                    None => return Ok(false),
+                },
+            },
+        };
+        self.start = None;
+        self.at = Some(opened);
+        Ok(true)
+    }
+}
+
+fn open_at(path: &Path, pos: u64) -> io::Result<Reading> {
+    let file = File::open(path)?;
+    let id = FileId::of(&file)?;
+    Ok(Reading { file, id, pos })
+}
+
+/// The file's id, its head read again if it was shorter than a full head when first read.
+fn refreshed(reading: &mut Reading) -> io::Result<FileId> {
+    if reading.id.head.len() < HEAD_BYTES && reading.file.metadata()?.len() > reading.id.head.len() as u64 {
+        reading.id = FileId::of(&reading.file)?;
+    }
+    Ok(reading.id.clone())
+}
+
+/// Complete lines from `pos` up to `limit`: at most `max_lines`, stopping after `max_bytes`
+/// (a first line longer than that is read whole, up to [`MAX_LINE`]). Gives the lines and the
+/// position after the last.
+fn read_lines(
+    file: &File,
+    pos: u64,
+    limit: u64,
+    max_lines: usize,
+    max_bytes: usize,
+) -> io::Result<(Vec<Vec<u8>>, u64)> {
+    let mut want = max_bytes.max(4096);
+    loop {
+        let room = usize::try_from(limit.saturating_sub(pos)).unwrap_or(usize::MAX).min(want);
+        if room == 0 {
+            return Ok((Vec::new(), pos));
+        }
+        let buf = read_at(file, pos, room)?;
+        let Some(last) = memchr::memrchr(b'\n', &buf) else {
+            // No whole line in reach: a longer line (read more), or one being written.
+            if buf.len() == room && room == want && want < MAX_LINE {
+                want = (want * 2).min(MAX_LINE);
+                continue;
+            }
+            return Ok((Vec::new(), pos));
+        };
+        let mut lines = Vec::new();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &buf[..=last]) {
+            if lines.len() == max_lines || (start > 0 && start >= max_bytes) {
+                break;
+            }
+            let line = &buf[start..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                lines.push(line.to_vec());
+            }
+            start = end + 1;
+        }
+        return Ok((lines, pos + start as u64));
+    }
+}
+
+fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], pos + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// Complete lines from `pos` to the end of the file.
+pub(crate) fn count_lines(file: &File, mut pos: u64) -> io::Result<u64> {
+    let mut lines = 0;
+    loop {
+        let buf = read_at(file, pos, 1 << 20)?;
+        if buf.is_empty() {
+            return Ok(lines);
+        }
+        lines += memchr::memchr_iter(b'\n', &buf).count() as u64;
+        pos += buf.len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn append(path: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn synced_to(path: &Path) -> Synced {
+        let m = std::fs::metadata(path).unwrap();
+        Synced { ino: m.ino(), len: m.len(), lines: 0 }
+    }
+
+    fn texts(batch: &Batch) -> Vec<String> {
+        batch.lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect()
+    }
+
+    #[test]
+    fn reads_durable_lines_in_batches_across_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("j.jsonl");
+        append(&live, "a\nb\nc\n");
+        let (tx, rx) = watch::channel(synced_to(&live));
+        let mut tail = Tail::new(&live, rx, Start::Beginning);
+        assert_eq!(tail.pending_lines().unwrap(), 3);
+        assert_eq!(texts(&tail.read(2, 1 << 20).unwrap()), ["a", "b"]);
+        assert_eq!(tail.pending_lines().unwrap(), 1);
+        // Written but not yet synced: not read.
+        append(&live, "d\n");
+        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["c"]);
+        assert!(tail.read(10, 1 << 20).unwrap().lines.is_empty());
+        tx.send_replace(synced_to(&live));
+        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["d"]);
+        // Rotation: the end of the old file (with a torn line), then the new file.
+        append(&live, "e\ntorn");
+        std::fs::rename(&live, dir.path().join("j.jsonl.1")).unwrap();
+        append(&live, "f\n");
+        tx.send_replace(synced_to(&live));
+        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["e"]);
+        let skipped = tail.read(10, 1 << 20).unwrap();
+        assert_eq!((skipped.torn, skipped.lines.len()), (1, 0));
+        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["f"]);
+        // A cursor taken now resumes after "f" in the live file.
+        let cursor = tail.position().unwrap().unwrap();
+        append(&live, "g\n");
+        let (_tx2, rx2) = watch::channel(synced_to(&live));
+        let mut again = Tail::new(&live, rx2, Start::At(cursor));
+        assert_eq!(texts(&again.read(10, 1 << 20).unwrap()), ["g"]);
+    }
+
+    #[test]
+    fn counts_the_lines_of_a_file_deleted_before_it_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("j.jsonl");
+        let old = dir.path().join("j.jsonl.1");
+        append(&old, "1\n2\n3\n4\n");
+        append(&live, "5\n");
+        let (_tx, rx) = watch::channel(synced_to(&live));
+        let mut tail = Tail::new(&live, rx, Start::Beginning);
+        assert_eq!(texts(&tail.read(1, 1 << 20).unwrap()), ["1"]);
+        std::fs::remove_file(&old).unwrap();
+        let lost = tail.read(10, 1 << 20).unwrap();
+        assert_eq!((lost.dropped, texts(&lost)), (3, vec!["5".to_owned()]));
+    }
+
+    #[test]
+    fn a_cursor_whose_file_is_gone_reads_from_the_oldest_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("j.jsonl");
+        append(&live, "x\n");
+        let (_tx, rx) = watch::channel(synced_to(&live));
+        let gone = Cursor { file: FileId { ino: u64::MAX, head: "nope".into() }, offset: 3 };
+        let mut tail = Tail::new(&live, rx, Start::At(gone));
+        let batch = tail.read(10, 1 << 20).unwrap();
+        assert!(batch.lost_track);
+        assert_eq!(texts(&batch), ["x"]);
+    }
+
+    #[test]
+    fn starts_at_the_end_and_reads_long_lines_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("j.jsonl");
+        append(&live, "old\n");
+        let (tx, rx) = watch::channel(synced_to(&live));
+        let mut tail = Tail::new(&live, rx, Start::End);
+        assert!(tail.read(10, 1 << 20).unwrap().lines.is_empty());
+        let long = "y".repeat(20_000);
+        append(&live, &format!("{long}\nz\n"));
+        tx.send_replace(synced_to(&live));
+        assert_eq!(texts(&tail.read(10, 100).unwrap()), [long]);
+        assert_eq!(texts(&tail.read(10, 100).unwrap()), ["z"]);
+    }
+}
