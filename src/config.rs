@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::sinks::settings::{self as sink_settings, SinkSettings};
+
 /// Prefix of the environment variables that set settings (`DRIFTGATE_LISTEN`, …).
 pub const ENV_PREFIX: &str = "DRIFTGATE";
+/// The variable holding the `sinks` list (YAML or JSON).
+pub const SINKS_ENV: &str = "DRIFTGATE_SINKS";
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -80,6 +84,13 @@ pub struct Settings {
     pub request_timeout_seconds: u64,
     /// Kubernetes Events for drift: `auto` (when a client configuration is found), `on`, `off`.
     pub events: EventsMode,
+    /// The most bytes of journal the slowest sink may be behind before rotation deletes the
+    /// oldest files all the same (their events are then dropped for that sink, and counted).
+    pub journal_undelivered_max_bytes: u64,
+    /// Where drift events are delivered besides the journal (`DRIFTGATE_SINKS`: the same list
+    /// as YAML or JSON).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<SinkSettings>,
 }
 
 impl Default for Settings {
@@ -104,6 +115,8 @@ impl Default for Settings {
             request_timeout_seconds: 4,
             client_ca: None,
             events: EventsMode::Auto,
+            journal_undelivered_max_bytes: 256 * 1024 * 1024,
+            sinks: Vec::new(),
         }
     }
 }
@@ -154,6 +167,9 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[(&str, String)],
     ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        // A list is no scalar the config crate parses from a variable: read as YAML (or JSON).
+        let sinks_env = env.iter().find(|(k, _)| k == SINKS_ENV).map(|(_, v)| v.clone());
         let defaults = config::Config::try_from(&Settings::default())?;
         let mut builder = config::Config::builder().add_source(defaults);
         if let Some(file) = file {
@@ -164,7 +180,11 @@ impl Settings {
         for (key, value) in overrides {
             builder = builder.set_override(*key, value.clone())?;
         }
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        if let Some(list) = sinks_env {
+            settings.sinks = serde_yaml_ng::from_str::<Vec<SinkSettings>>(&list)
+                .map_err(|e| ConfigError::Invalid { field: "sinks", reason: format!("{SINKS_ENV}: {e}") })?;
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -196,6 +216,13 @@ impl Settings {
         if self.journal.as_os_str().is_empty() {
             return invalid("journal", "must not be empty");
         }
+        if self.journal_undelivered_max_bytes < self.journal_max_bytes {
+            return invalid(
+                "journal_undelivered_max_bytes",
+                "must be at least journal_max_bytes (a sink may be a whole file behind)",
+            );
+        }
+        sink_settings::validate_all(&self.sinks).map_err(|reason| ConfigError::Invalid { field: "sinks", reason })?;
         Ok(())
     }
 }
@@ -210,7 +237,7 @@ fn known_env(env: impl IntoIterator<Item = (String, String)>) -> config::Map<Str
         }
         _ => Vec::new(),
     };
-    env.into_iter().filter(|(k, _)| keys.contains(k)).collect()
+    env.into_iter().filter(|(k, _)| k != SINKS_ENV && keys.contains(k)).collect()
 }
 
 #[cfg(test)]
@@ -234,6 +261,43 @@ mod tests {
         assert_eq!(s.max_body_bytes, 2048);
         assert_eq!(s.journal_keep, 2);
         assert_eq!(s.policies, PathBuf::from("policies"));
+    }
+
+    #[test]
+    fn sinks_come_from_the_file_or_as_a_list_in_one_variable() {
+        use crate::sinks::settings::{Secret, SinkType, WebhookFormat};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("driftgate.yaml");
+        std::fs::write(
+            &file,
+            "sinks:\n  - type: stdout\n  - name: slack\n    type: webhook\n    format: slack\n    url: {from_env: SLACK_URL}\n    \
+             headers: {Authorization: {from_file: /var/run/token}}\n    decisions: [denied]\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&file), vec![], &[]).unwrap();
+        assert_eq!(s.sinks.len(), 2);
+        assert_eq!(s.sinks[0].kind, SinkType::Stdout);
+        assert_eq!(s.sinks[1].format, WebhookFormat::Slack);
+        assert_eq!(s.sinks[1].url, Some(Secret::Env { from_env: "SLACK_URL".into() }));
+        assert_eq!(s.sinks[1].headers["Authorization"], Secret::File { from_file: "/var/run/token".into() });
+        assert_eq!(s.sinks[1].decisions, vec![crate::event::Decision::Denied]);
+        let env = vec![(SINKS_ENV.to_owned(), r#"[{"type": "otlp", "endpoint": "http://c:4318/v1/logs"}]"#.to_owned())];
+        let s = Settings::load_with_env(Some(&file), env, &[]).unwrap();
+        assert_eq!(s.sinks.len(), 1, "the variable replaces the file's list");
+        assert_eq!(s.sinks[0].kind, SinkType::Otlp);
+
+        let bad = |list: &str| {
+            let env = vec![(SINKS_ENV.to_owned(), list.to_owned())];
+            Settings::load_with_env(None, env, &[]).unwrap_err().to_string()
+        };
+        assert!(
+            bad("[{type: webhook}]").contains("sink webhook: a webhook needs a url"),
+            "{}",
+            bad("[{type: webhook}]")
+        );
+        assert!(bad("[{type: stdout}, {type: stdout}]").contains("used twice"));
+        assert!(bad("[{type: pager}]").contains("unknown variant `pager`"), "{}", bad("[{type: pager}]"));
+        assert!(bad("[{type: stdout, colour: red}]").contains("unknown field `colour`"));
     }
 
     #[test]

@@ -296,6 +296,10 @@ pub struct DriftEvent<'a> {
     /// The AdmissionReview's uid, to join with the kube-apiserver's audit log.
     #[serde(borrow)]
     pub request_uid: Cow<'a, str>,
+    /// The W3C trace id (32 hex digits) of the admission request's span, when traces are
+    /// exported over OTLP: the sinks' records point at the trace.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<Cow<'a, str>>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -364,6 +368,7 @@ impl<'a> DriftEvent<'a> {
                 .collect(),
             changes_omitted: self.changes_omitted,
             request_uid: own(self.request_uid),
+            trace_id: self.trace_id.map(own),
         }
     }
 }

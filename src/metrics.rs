@@ -55,6 +55,39 @@ pub struct BadRequestLabels {
     pub code: u16,
 }
 
+/// Labels of a sink's delivery metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    /// The sink's name.
+    sink: String,
+    /// `stdout`, `otlp`, `webhook`.
+    r#type: &'static str,
+}
+
+/// One sink's delivery meters, kept by its forwarder.
+#[derive(Debug, Clone, Default)]
+pub struct SinkMeters {
+    /// Drift events the receiver accepted.
+    pub delivered: Counter,
+    /// Deliveries that failed and were retried.
+    pub failed_attempts: Counter,
+    /// Drift events lost before delivery (the undelivered cap, a torn line, an unreadable one).
+    pub dropped: Counter,
+    /// Journal lines not yet delivered (or filtered out).
+    pub lag_events: Gauge,
+    /// Age of the oldest drift event not yet delivered (0 when caught up).
+    pub lag_seconds: Gauge,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SinkFamilies {
+    delivered: Family<SinkLabels, Counter>,
+    failed_attempts: Family<SinkLabels, Counter>,
+    dropped: Family<SinkLabels, Counter>,
+    lag_events: Family<SinkLabels, Gauge>,
+    lag_seconds: Family<SinkLabels, Gauge>,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     endpoint: &'static str,
@@ -110,6 +143,7 @@ pub struct Metrics {
     journal_append: Histogram,
     journal_fsync: Histogram,
     journal_errors: Counter,
+    sinks: SinkFamilies,
 }
 
 impl Default for Metrics {
@@ -168,6 +202,32 @@ impl Metrics {
             "Journal batches that failed to write or sync",
             journal_errors.clone(),
         );
+        let sinks = SinkFamilies::default();
+        registry.register(
+            "driftgate_sink_delivered",
+            "Drift events a sink's receiver accepted",
+            sinks.delivered.clone(),
+        );
+        registry.register(
+            "driftgate_sink_failed_attempts",
+            "Deliveries to a sink that failed and will be retried",
+            sinks.failed_attempts.clone(),
+        );
+        registry.register(
+            "driftgate_sink_dropped",
+            "Drift events a sink lost before delivery (its backlog outgrew the undelivered cap, or a line was unreadable)",
+            sinks.dropped.clone(),
+        );
+        registry.register(
+            "driftgate_sink_lag_events",
+            "Journal lines a sink has not yet read and delivered",
+            sinks.lag_events.clone(),
+        );
+        registry.register(
+            "driftgate_sink_lag_seconds",
+            "Age of the oldest drift event a sink has not yet delivered (0 when caught up)",
+            sinks.lag_seconds.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("driftgate_build_info", "The running build", build);
@@ -183,6 +243,20 @@ impl Metrics {
             journal_append,
             journal_fsync,
             journal_errors,
+            sinks,
+        }
+    }
+
+    /// The delivery meters of the sink `sink` of type `kind`.
+    pub fn sink(&self, sink: &str, kind: &'static str) -> SinkMeters {
+        let labels = SinkLabels { sink: sink.to_owned(), r#type: kind };
+        let f = &self.sinks;
+        SinkMeters {
+            delivered: f.delivered.get_or_create(&labels).clone(),
+            failed_attempts: f.failed_attempts.get_or_create(&labels).clone(),
+            dropped: f.dropped.get_or_create(&labels).clone(),
+            lag_events: f.lag_events.get_or_create(&labels).clone(),
+            lag_seconds: f.lag_seconds.get_or_create(&labels).clone(),
         }
     }
 

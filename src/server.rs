@@ -25,7 +25,9 @@ use crate::journal::{Journal, JournalConfig, JournalObserver};
 use crate::metrics::Metrics;
 use crate::policy::{self, LoadError, PolicySet};
 use crate::reload::{ReloadStats, poll_reload};
+use crate::sinks::Sink;
 use crate::sinks::events::{Connected, EventSink, EventSinkConfig, SinkError};
+use crate::sinks::forwarder::Forwarder;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,9 @@ pub enum ServeError {
     /// `--events on`, and Events cannot be sent.
     #[error(transparent)]
     Events(#[from] SinkError),
+    /// A sink cannot be built (its secret cannot be read, its CA file is broken, …).
+    #[error("{0}")]
+    Sink(String),
     /// The address could not be bound.
     #[error("failed to listen on {addr}: {source}")]
     Bind {
@@ -96,6 +101,7 @@ pub struct App {
     policy_reloads: Arc<ReloadStats>,
     reloading: Reloading,
     stop: Shutdown,
+    forwarders: Vec<Forwarder>,
 }
 
 impl App {
@@ -123,14 +129,29 @@ impl App {
         let acceptor = TlsAcceptor::from(Arc::new(tls::server_config_with(resolver.clone(), client_roots)?));
         let metrics = Arc::new(Metrics::new());
         let observer: Arc<dyn JournalObserver> = metrics.clone();
+        let sinks = settings
+            .sinks
+            .iter()
+            .map(|s| Sink::new(s).map(|sink| (s.clone(), sink)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ServeError::Sink)?;
         let journal = Journal::open(
             JournalConfig {
                 path: settings.journal.clone(),
                 max_bytes: settings.journal_max_bytes,
                 keep: settings.journal_keep,
+                readers: settings.sinks.iter().map(|s| s.name().to_owned()).collect(),
+                undelivered_max_bytes: settings.journal_undelivered_max_bytes,
             },
             Some(observer),
         );
+        let forwarders = sinks
+            .into_iter()
+            .map(|(s, sink)| {
+                let meters = metrics.sink(s.name(), s.kind.as_str());
+                Forwarder::new(s, sink, &journal, meters)
+            })
+            .collect();
         let events = match EventSink::connect(settings.events, EventSinkConfig::default()).await? {
             Connected::On(sink, target) => {
                 tracing::info!(cluster = %target.cluster, via = %target.source, "Kubernetes Events on");
@@ -178,6 +199,7 @@ impl App {
                 delay: Duration::from_secs(settings.shutdown_delay_seconds),
                 grace: Duration::from_secs(settings.shutdown_grace_seconds),
             },
+            forwarders,
         };
         app.register_readings();
         Ok(app)
@@ -215,7 +237,10 @@ impl App {
 
     /// Serves until `shutdown` completes; then turns unready, keeps serving for the shutdown
     /// delay, stops accepting, and waits up to the grace period for requests in flight.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        // Each delivered batch's cursor is stored before the next is read: stopping a forwarder
+        // anywhere redelivers at most its last batch after restart.
+        let forwarders: Vec<_> = self.forwarders.drain(..).map(|f| tokio::spawn(f.run())).collect();
         let policies = tokio::spawn(self.reload_policies());
         let summary = tokio::spawn(summarise_drift(self.state.journal.clone()));
         let certificates = tokio::spawn(self.reload_certificates());
@@ -232,6 +257,9 @@ impl App {
         policies.abort();
         certificates.abort();
         summary.abort();
+        for forwarder in &forwarders {
+            forwarder.abort();
+        }
         let _ = metrics_stop.send(());
         if let Ok(Err(e)) = metrics_server.await {
             tracing::warn!(error = %e, "metrics server ended with an error");

@@ -55,6 +55,8 @@ where
 }
 
 fn otlp_provider() -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    // Its HTTP client takes the process's default TLS provider.
+    crate::http::tls::install_default_provider();
     // The exporter reads the standard OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout).
     let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
     Ok(SdkTracerProvider::builder()

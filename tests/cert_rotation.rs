@@ -77,10 +77,11 @@ async fn rotates_without_failing_a_request_and_refuses_a_broken_pair() {
 
     // A client that trusts both CAs and opens a new connection for every request.
     let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(first.ca_pem.as_bytes()).unwrap())
-        .add_root_certificate(reqwest::Certificate::from_pem(second.ca_pem.as_bytes()).unwrap())
+        .tls_backend_rustls()
+        .tls_certs_only([
+            reqwest::Certificate::from_pem(first.ca_pem.as_bytes()).unwrap(),
+            reqwest::Certificate::from_pem(second.ca_pem.as_bytes()).unwrap(),
+        ])
         .resolve("localhost", addr)
         .pool_max_idle_per_host(0)
         .build()

@@ -169,9 +169,8 @@ async fn with_a_client_ca_only_the_apiserver_certificate_is_answered() {
     assert_eq!(server.get("/healthz").await.0, StatusCode::OK);
 
     let apiserver = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(server.ca_pem.as_bytes()).unwrap())
+        .tls_backend_rustls()
+        .tls_certs_only([reqwest::Certificate::from_pem(server.ca_pem.as_bytes()).unwrap()])
         .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
         .resolve("localhost", server.addr)
         .build()

@@ -95,6 +95,8 @@ pub struct EventStamp {
     pub id: String,
     /// When it is recorded.
     pub time: OffsetDateTime,
+    /// The trace id of the request's span, when traces are exported.
+    pub trace_id: Option<String>,
 }
 
 /// What [`admit`] concludes: the verdict, the answer to send and the event to journal first.
@@ -229,6 +231,7 @@ fn record_of(
             .collect(),
         changes_omitted: drift.changes.omitted as u64,
         request_uid: Owned(req.uid.clone()),
+        trace_id: stamp.trace_id.clone().map(Owned),
     }
 }
 

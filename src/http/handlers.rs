@@ -162,7 +162,11 @@ async fn answer(
         decision = Empty,
         policy = Empty,
     );
-    let stamp = EventStamp { id: uuid::Uuid::now_v7().to_string(), time: time::OffsetDateTime::now_utc() };
+    let stamp = EventStamp {
+        id: uuid::Uuid::now_v7().to_string(),
+        time: time::OffsetDateTime::now_utc(),
+        trace_id: trace_id(&span),
+    };
     let outcome = span
         .in_scope(|| decide::admit(&state.policies.load(), req, endpoint, &stamp))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
@@ -220,6 +224,18 @@ async fn answer(
         kind: req.kind.kind.clone(),
     };
     Ok((outcome.answer.into_body(review.version), labels))
+}
+
+/// The trace id of the request's span when it is exported over OTLP (no span, no id).
+fn trace_id(span: &tracing::Span) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if span.is_disabled() {
+        return None;
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
 }
 
 fn json_response(body: Vec<u8>) -> Response {

@@ -54,6 +54,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Makes [`provider`] the process's default, once, for the HTTP clients that pick theirs that
+/// way (the OTLP exporters): without it they would have none.
+pub fn install_default_provider() {
+    // Already installed (by an earlier call): nothing to do.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Reads `tls.crt` and `tls.key` from `dir` and checks that they belong together.
 pub fn load_pair(dir: &Path) -> Result<CertifiedKey, TlsError> {
     let (crt_pem, key_pem) = read_pair(dir)?;

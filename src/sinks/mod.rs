@@ -1,10 +1,79 @@
-//! Sinks: where drift events go besides the journal (Kubernetes Events now; metrics and
-//! OpenTelemetry read the same counters or take the same events).
+//! Sinks: where drift events go besides the journal.
 //!
-//! Every sink is fed through a bounded queue by a call that never waits, so a slow or absent
-//! sink can neither delay nor fail an admission answer; what does not fit is dropped and
-//! counted. Sinks must not reach back into the decision or the journal.
+//! The `sinks:` of the settings ([`settings`]) are fed from the journal, never from the answer
+//! path: a [`forwarder`] per sink follows the journal from a cursor of its own and delivers in
+//! order, at least once, retrying until the receiver takes the batch ([`stdout`], [`otlp`],
+//! [`webhook`]). A dead receiver costs disk (bounded by the undelivered cap), not memory, and
+//! never an admission answer.
+//!
+//! Kubernetes Events ([`events`]) stay on their own bounded queue, fed by the handler without
+//! waiting: an Event is a live notice on the object (`kubectl describe`), aggregated into
+//! series and expired by the API server after an hour, so replaying a backlog from the journal
+//! would post stale notices; a full queue drops them and counts it. Sinks must not reach back
+//! into the decision or the journal's writing.
 
+pub mod client;
 pub mod events;
+pub mod forwarder;
+pub mod otlp;
+pub mod settings;
+pub mod stdout;
+pub mod webhook;
 
 pub use events::{EventSink, EventSinkConfig, SinkError};
+pub use settings::{SinkSettings, SinkType};
+
+use crate::event::DriftEvent;
+
+/// A delivery that did not go through whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The first events that were delivered before it failed.
+    pub delivered: usize,
+    /// The events after those that the receiver refuses for good (a payload it will never
+    /// accept): counted as dropped and skipped. 0: retry from `delivered`.
+    pub rejected: usize,
+    /// What went wrong, for the log (no secrets).
+    pub reason: String,
+}
+
+/// A configured sink.
+#[derive(Debug)]
+pub enum Sink {
+    /// Standard output.
+    Stdout(stdout::Stdout),
+    /// OTLP/HTTP logs.
+    Otlp(otlp::Otlp),
+    /// HTTPS POSTs.
+    Webhook(webhook::Webhook),
+}
+
+impl Sink {
+    /// Builds the sink `settings` describe, reading its secrets now.
+    pub fn new(settings: &SinkSettings) -> Result<Sink, String> {
+        match settings.kind {
+            SinkType::Stdout => Ok(Sink::Stdout(stdout::Stdout)),
+            SinkType::Otlp => otlp::Otlp::new(settings).map(Sink::Otlp),
+            SinkType::Webhook => webhook::Webhook::new(settings).map(Sink::Webhook),
+            SinkType::Events => Err("the events sink is set with `events: auto|on|off`".to_owned()),
+        }
+    }
+
+    /// Where it delivers, for logs (no secrets).
+    pub fn target(&self) -> String {
+        match self {
+            Sink::Stdout(_) => "standard output".to_owned(),
+            Sink::Otlp(o) => o.target(),
+            Sink::Webhook(w) => w.target(),
+        }
+    }
+
+    /// Delivers `events` in order.
+    pub async fn deliver(&self, events: &[DriftEvent<'_>]) -> Result<(), Failure> {
+        match self {
+            Sink::Stdout(s) => s.deliver(events).await,
+            Sink::Otlp(o) => o.deliver(events).await,
+            Sink::Webhook(w) => w.deliver(events).await,
+        }
+    }
+}

@@ -152,10 +152,10 @@ impl TestServer {
 
 /// A client that trusts only `ca_pem` and reaches `localhost` at `addr`.
 pub fn client_for(ca_pem: &str, addr: SocketAddr, http1_only: bool) -> reqwest::Client {
+    driftgate::http::tls::install_default_provider();
     let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .tls_backend_rustls()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
         .resolve("localhost", addr)
         .timeout(Duration::from_secs(30));
     if http1_only {

@@ -1,0 +1,260 @@
+//! A sink's forwarder: follows the journal from the sink's cursor and delivers what the sink
+//! wants, in order, at least once.
+//!
+//! Each round reads a bounded batch of durable lines ([`Tail`]), keeps the drift events the
+//! sink's filters want, delivers them (retrying with exponential backoff and jitter, 1 s up to
+//! 60 s, until the receiver takes them or refuses one for good), and then stores the cursor
+//! past the batch. A SIGKILL between delivery and store redelivers that batch after restart:
+//! duplicates only within the last batch, nothing skipped. Memory is one batch whatever the
+//! backlog: a dead receiver leaves events on disk, where rotation keeps them up to the
+//! undelivered cap. It runs beside the server, never on an admission answer's path.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::settings::SinkSettings;
+use super::{Failure, Sink};
+use crate::event::DriftEvent;
+use crate::journal::cursor::{self, Cursor};
+use crate::journal::tail::{Batch, Start, Tail};
+use crate::journal::{DropLedger, Journal, Synced};
+use crate::metrics::SinkMeters;
+
+/// The first wait after a failed delivery.
+pub const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between attempts.
+pub const MAX_RETRY: Duration = Duration::from_secs(60);
+/// About the most bytes of journal read for one batch.
+const BATCH_BYTES: usize = 1 << 20;
+/// How often an idle forwarder looks at the journal even when told nothing (a safety net: the
+/// writer tells it of every synced batch and rotation).
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// One sink's forwarder.
+pub struct Forwarder {
+    settings: SinkSettings,
+    sink: Sink,
+    journal: PathBuf,
+    synced: watch::Receiver<Synced>,
+    meters: SinkMeters,
+    cursor_path: PathBuf,
+    drops: DropLedger,
+}
+
+impl Forwarder {
+    /// A forwarder of `journal`'s events to `sink`.
+    pub fn new(settings: SinkSettings, sink: Sink, journal: &Journal, meters: SinkMeters) -> Forwarder {
+        let cursor_path = cursor::cursor_path(journal.path(), settings.name());
+        Forwarder {
+            settings,
+            sink,
+            journal: journal.path().to_owned(),
+            synced: journal.synced(),
+            meters,
+            cursor_path,
+            drops: journal.drops(),
+        }
+    }
+
+    /// Delivers until the task is aborted.
+    pub async fn run(mut self) {
+        let name = self.settings.name().to_owned();
+        let target = self.sink.target();
+        let start = match cursor::load(&self.cursor_path) {
+            Ok(Some(c)) => Start::At(c),
+            Ok(None) if self.settings.replay => Start::Beginning,
+            Ok(None) => Start::End,
+            Err(e) => {
+                tracing::error!(sink = %name, error = %e, "the sink's cursor is unreadable: delivering the whole journal again (duplicates, nothing lost)");
+                Start::Beginning
+            }
+        };
+        let fresh = !matches!(start, Start::At(_));
+        let tail = Tail::new(&self.journal, self.synced.clone(), start).with_ledger(self.drops.clone(), &name);
+        let lines_then = self.synced.borrow().lines;
+        let Some((mut tail, (pending, position))) =
+            blocking(tail, |t| (t.pending_lines().unwrap_or(0), t.position().ok().flatten())).await
+        else {
+            return;
+        };
+        tracing::info!(sink = %name, r#type = self.settings.kind.as_str(), to = %target, backlog = pending, "delivering drift events");
+        // Lines still to read = what was pending at start + lines made durable since − lines read.
+        let base = i64::try_from(pending).unwrap_or(i64::MAX) - i64::try_from(lines_then).unwrap_or(0);
+        let mut consumed: i64 = 0;
+        // A new cursor is stored at once, so rotation keeps what a replay is about to read.
+        let mut to_store: Option<Cursor> = if fresh { position } else { None };
+        let mut stored: Option<Cursor> = None;
+        let mut failures: u64 = 0;
+        loop {
+            let store = to_store.take().filter(|c| stored.as_ref() != Some(c));
+            let (path, max) = (self.cursor_path.clone(), self.settings.batch_max_events);
+            let Some((t, (store_result, read))) = blocking(tail, move |t| {
+                let result = store.map(|c| cursor::store(&path, &c).map(|()| c));
+                (result, t.read(max, BATCH_BYTES))
+            })
+            .await
+            else {
+                return;
+            };
+            tail = t;
+            match store_result {
+                Some(Ok(c)) => stored = Some(c),
+                Some(Err(e)) => {
+                    tracing::warn!(sink = %name, error = %e, "the sink's cursor could not be stored: a restart would deliver again what was delivered since")
+                }
+                None => {}
+            }
+            let batch = match read {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(sink = %name, error = %e, journal = %self.journal.display(), "the journal could not be read; trying again");
+                    tokio::time::sleep(FIRST_RETRY).await;
+                    continue;
+                }
+            };
+            self.account_losses(&name, &batch);
+            consumed += i64::try_from(batch.lines.len() as u64 + batch.dropped).unwrap_or(i64::MAX);
+            if batch.lines.is_empty() {
+                to_store = batch.end;
+                let lag = base + i64::try_from(self.synced.borrow().lines).unwrap_or(0) - consumed;
+                self.meters.lag_events.set(lag.max(0));
+                if to_store.as_ref().is_some_and(|c| stored.as_ref() != Some(c)) {
+                    continue;
+                }
+                self.meters.lag_seconds.set(0);
+                self.wait().await;
+                continue;
+            }
+            let events = self.wanted(&name, &batch);
+            let lag = base + i64::try_from(self.synced.borrow().lines).unwrap_or(0) - consumed;
+            self.meters.lag_events.set(lag.max(0) + i64::try_from(events.len()).unwrap_or(0));
+            failures = self.deliver(&name, &events, failures).await;
+            self.meters.lag_events.set(lag.max(0));
+            to_store = batch.end;
+        }
+    }
+
+    /// Counts and logs what the tail could not read.
+    fn account_losses(&self, name: &str, batch: &Batch) {
+        if batch.dropped > 0 {
+            self.meters.dropped.inc_by(batch.dropped);
+            tracing::error!(
+                sink = %name,
+                events = batch.dropped,
+                "drift events dropped before delivery: the sink was more than journal_undelivered_max_bytes behind and rotation deleted them"
+            );
+        }
+        if batch.torn > 0 {
+            tracing::warn!(sink = %name, lines = batch.torn, "skipped a torn journal line (a crash mid-write; its request was never answered)");
+        }
+        if batch.lost_track {
+            tracing::error!(
+                sink = %name,
+                "the journal file the sink's cursor points into is gone (deleted while driftgate was down): \
+                 delivering on from the oldest file left; events in between are lost for this sink"
+            );
+        }
+    }
+
+    /// The batch's drift events the sink wants; an unreadable line is counted as dropped.
+    fn wanted<'a>(&self, name: &str, batch: &'a Batch) -> Vec<DriftEvent<'a>> {
+        let mut events = Vec::with_capacity(batch.lines.len());
+        for line in &batch.lines {
+            match DriftEvent::parse(line) {
+                Ok(event) if self.settings.wants(&event) => events.push(event),
+                Ok(_) => {}
+                Err(e) => {
+                    self.meters.dropped.inc();
+                    tracing::warn!(sink = %name, error = %e, "a journal line is not a drift event; skipped");
+                }
+            }
+        }
+        events
+    }
+
+    /// Delivers `events` whole, retrying; gives the failure streak carried on (0 once through).
+    async fn deliver(&self, name: &str, events: &[DriftEvent<'_>], mut failures: u64) -> u64 {
+        let mut done = 0;
+        let mut wait = FIRST_RETRY;
+        while done < events.len() {
+            let age = (OffsetDateTime::now_utc() - events[done].time).whole_seconds();
+            self.meters.lag_seconds.set(age.max(0));
+            match self.sink.deliver(&events[done..]).await {
+                Ok(()) => {
+                    self.meters.delivered.inc_by((events.len() - done) as u64);
+                    if failures > 0 {
+                        tracing::info!(sink = %name, failed_attempts = failures, "the sink takes drift events again");
+                    }
+                    return 0;
+                }
+                Err(Failure { delivered, rejected, reason }) => {
+                    let delivered = delivered.min(events.len() - done);
+                    self.meters.delivered.inc_by(delivered as u64);
+                    done += delivered;
+                    if rejected > 0 {
+                        let rejected = rejected.min(events.len() - done);
+                        self.meters.dropped.inc_by(rejected as u64);
+                        tracing::error!(sink = %name, event = %events[done].id, events = rejected, %reason, "the receiver refuses drift events for good; dropped for this sink");
+                        done += rejected;
+                        continue;
+                    }
+                    failures += 1;
+                    self.meters.failed_attempts.inc();
+                    let pause = jittered(wait);
+                    tracing::warn!(sink = %name, %reason, attempt = failures, retry_in_ms = pause.as_millis() as u64, pending = events.len() - done, "delivery failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    wait = (wait * 2).min(MAX_RETRY);
+                }
+            }
+        }
+        failures
+    }
+
+    /// Until the journal says a batch was synced (or a while passes).
+    async fn wait(&mut self) {
+        tokio::select! {
+            changed = self.synced.changed() => if changed.is_err() { tokio::time::sleep(IDLE_CHECK).await },
+            () = tokio::time::sleep(IDLE_CHECK) => {}
+        }
+    }
+}
+
+/// `wait` scaled by a random factor in [0.5, 1.5): forwarders of many pods do not retry in step.
+pub fn jittered(wait: Duration) -> Duration {
+    wait.mul_f64(0.5 + fastrand::f64())
+}
+
+/// Runs `f` on the tail on the blocking pool (file reads and syncs); `None` if it panicked.
+async fn blocking<T: Send + 'static>(
+    mut tail: Tail,
+    f: impl FnOnce(&mut Tail) -> T + Send + 'static,
+) -> Option<(Tail, T)> {
+    match tokio::task::spawn_blocking(move || {
+        let out = f(&mut tail);
+        (tail, out)
+    })
+    .await
+    {
+        Ok(pair) => Some(pair),
+        Err(e) => {
+            tracing::error!(error = %e, "a sink's forwarder stopped");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_to_one_and_a_half() {
+        for _ in 0..1000 {
+            let d = jittered(Duration::from_secs(10));
+            assert!(d >= Duration::from_secs(5) && d < Duration::from_secs(15), "{d:?}");
+        }
+    }
+}

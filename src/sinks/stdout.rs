@@ -1,0 +1,28 @@
+//! The `stdout` sink: every drift event as one JSON line on standard output (driftgate's own
+//! logs go to standard error), so a cluster's log pipeline keeps them and
+//! `kubectl logs -l app.kubernetes.io/name=driftgate | driftgate review -` reads them back.
+
+use tokio::io::AsyncWriteExt as _;
+
+use super::Failure;
+use crate::event::DriftEvent;
+
+/// Writes drift events to standard output.
+#[derive(Debug, Default)]
+pub struct Stdout;
+
+impl Stdout {
+    /// Writes the events' lines in one write, then flushes.
+    pub async fn deliver(&self, events: &[DriftEvent<'_>]) -> Result<(), Failure> {
+        let mut out = Vec::new();
+        for event in events {
+            out.extend_from_slice(&event.to_line());
+        }
+        let mut stdout = tokio::io::stdout();
+        let written = async {
+            stdout.write_all(&out).await?;
+            stdout.flush().await
+        };
+        written.await.map_err(|e| Failure { delivered: 0, rejected: 0, reason: format!("standard output: {e}") })
+    }
+}
