@@ -1,6 +1,7 @@
 //! `driftgate manifests` and the committed `manifests/`: every document is a valid Kubernetes
-//! object (no field the API would drop), the webhook rules and CEL `matchConditions` follow the
-//! policies, and the kustomize tree holds together.
+//! object (no field the API would drop), the StatefulSet keeps each replica's journal on a claim
+//! of its own (or an `emptyDir` with the `ephemeral-journal` component), the webhook rules and
+//! CEL `matchConditions` follow the policies, and the kustomize tree holds together.
 //!
 //! `DRIFTGATE_BLESS=1 cargo test --test manifests` (or `make manifests`) rewrites `manifests/base/`
 //! from the generator.
@@ -15,6 +16,9 @@ use driftgate::policy::{self, DriftPolicy};
 use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, MutatingWebhookConfiguration, ValidatingWebhook, ValidatingWebhookConfiguration,
 };
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Container, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -74,7 +78,7 @@ fn check_typed(doc: &Value) -> String {
         "ServiceAccount" => round_trip::<core::v1::ServiceAccount>(doc),
         "ConfigMap" => round_trip::<core::v1::ConfigMap>(doc),
         "Service" => round_trip::<core::v1::Service>(doc),
-        "Deployment" => round_trip::<apps::v1::Deployment>(doc),
+        "StatefulSet" => round_trip::<apps::v1::StatefulSet>(doc),
         "ClusterRole" => round_trip::<rbac::v1::ClusterRole>(doc),
         "ClusterRoleBinding" => round_trip::<rbac::v1::ClusterRoleBinding>(doc),
         "PodDisruptionBudget" => round_trip::<policy::v1::PodDisruptionBudget>(doc),
@@ -108,8 +112,9 @@ fn every_document_is_a_kubernetes_object_with_no_unknown_field() {
             "ClusterRole",
             "ClusterRoleBinding",
             "ConfigMap",
-            "Deployment",
             "Service",
+            "Service",
+            "StatefulSet",
             "PodDisruptionBudget",
             "NetworkPolicy",
             "ValidatingWebhookConfiguration",
@@ -304,8 +309,8 @@ fn namespace_and_image_flags_move_the_install() {
     assert_eq!(ns["metadata"]["name"], "mesh-guard");
     let binding = docs.iter().find(|d| d["kind"] == "ClusterRoleBinding").unwrap();
     assert_eq!(binding["subjects"][0]["namespace"], "mesh-guard");
-    let deploy = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
-    assert_eq!(deploy["spec"]["template"]["spec"]["containers"][0]["image"], "registry.example/driftgate:1.2.3");
+    let sts = docs.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
+    assert_eq!(sts["spec"]["template"]["spec"]["containers"][0]["image"], "registry.example/driftgate:1.2.3");
     let v: ValidatingWebhookConfiguration = of_kind(&docs, "ValidatingWebhookConfiguration");
     let w = &v.webhooks.unwrap()[0];
     assert_eq!(w.client_config.service.as_ref().unwrap().namespace, "mesh-guard");
@@ -447,6 +452,41 @@ fn kustomizations_list_only_files_that_exist_and_every_generated_file() {
     assert_eq!(component["kind"], "Component");
 }
 
+#[test]
+fn each_replica_keeps_its_journal_on_a_claim_of_its_own() {
+    let (yaml, _) = manifests_stdout(&[]);
+    let docs = documents(&yaml);
+    let sts: StatefulSet = of_kind(&docs, "StatefulSet");
+    let spec = sts.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    assert_eq!(spec.service_name.as_deref(), Some("driftgate-headless"));
+    assert_eq!(spec.update_strategy.unwrap().type_.as_deref(), Some("RollingUpdate"));
+    let claims = spec.volume_claim_templates.unwrap();
+    assert_eq!(claims.len(), 1);
+    let claim = &claims[0];
+    assert_eq!(claim.metadata.name.as_deref(), Some("journal"));
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(claim_spec.access_modes.as_deref(), Some(&["ReadWriteOnce".to_owned()][..]));
+    assert_eq!(claim_spec.storage_class_name, None, "the cluster's default StorageClass");
+    assert_eq!(claim_spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0, "1Gi");
+    let retention = spec.persistent_volume_claim_retention_policy.unwrap();
+    assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
+    let pod = spec.template.spec.unwrap();
+    let container: &Container = &pod.containers[0];
+    let mount = container.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "journal").unwrap();
+    assert_eq!(mount.mount_path, "/var/lib/driftgate");
+    let env = container.env.as_ref().unwrap();
+    let journal = env.iter().find(|e| e.name == "DRIFTGATE_JOURNAL").unwrap();
+    assert!(journal.value.as_deref().unwrap().starts_with("/var/lib/driftgate/"), "{journal:?}");
+    assert!(pod.volumes.unwrap().iter().all(|v| v.name != "journal"), "the claim is the journal volume");
+    let services: Vec<Service> =
+        docs.iter().filter(|d| d["kind"] == "Service").map(|d| serde_json::from_value(d.clone()).unwrap()).collect();
+    let headless = services.iter().find(|s| s.metadata.name.as_deref() == Some("driftgate-headless")).unwrap();
+    assert_eq!(headless.spec.as_ref().unwrap().cluster_ip.as_deref(), Some("None"));
+    let pdb: PodDisruptionBudget = of_kind(&docs, "PodDisruptionBudget");
+    assert!(pdb.spec.unwrap().max_unavailable.is_some(), "a rollout or drain takes one pod at a time");
+}
+
 /// `kubectl kustomize` builds each kustomization, where kubectl is installed (it is not
 /// needed otherwise, so the check is skipped without it).
 #[test]
@@ -461,7 +501,16 @@ fn kustomize_builds_the_base_and_the_cert_manager_overlay() {
         documents(&String::from_utf8(out.stdout).unwrap())
     };
     let base = build("manifests");
-    assert_eq!(base.len(), 11);
+    assert_eq!(base.len(), 12);
+    // Without storage: the same StatefulSet, its journal on an emptyDir.
+    let ephemeral = build("manifests/ephemeral-journal");
+    assert_eq!(ephemeral.len(), base.len());
+    let sts: StatefulSet = of_kind(&ephemeral, "StatefulSet");
+    let spec = sts.spec.unwrap();
+    assert!(spec.volume_claim_templates.is_none());
+    let volumes = spec.template.spec.unwrap().volumes.unwrap();
+    let journal = volumes.iter().find(|v| v.name == "journal").unwrap();
+    assert_eq!(journal.empty_dir.as_ref().unwrap().size_limit.as_ref().unwrap().0, "1Gi");
     let overlay = build("manifests/cert-manager");
     for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
         let doc = overlay.iter().find(|d| d["kind"] == kind).unwrap();

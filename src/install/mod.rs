@@ -25,8 +25,16 @@ pub use webhooks::{Webhooks, cel_string, gitops_match_conditions, plural, policy
 use crate::certs;
 use crate::policy::{self, DriftPolicy};
 
-/// Name of the Service, ServiceAccount, Deployment, RBAC objects and webhook configurations.
+/// Name of the Service, ServiceAccount, StatefulSet, RBAC objects and webhook configurations.
 pub const APP: &str = "driftgate";
+/// The headless Service the StatefulSet names (`serviceName`): stable pod names
+/// (`driftgate-0.driftgate-headless.<namespace>.svc`), no ports, no traffic.
+pub const HEADLESS_SERVICE: &str = "driftgate-headless";
+/// The journal volume: a PersistentVolumeClaim per replica (`journal-driftgate-0`, …), or an
+/// `emptyDir` of the same name with the `ephemeral-journal` kustomize component.
+pub const JOURNAL_VOLUME: &str = "journal";
+/// Size of a replica's journal volume (the claim's request; the `emptyDir` limit without storage).
+pub const JOURNAL_SIZE: &str = "1Gi";
 /// driftgate's namespace unless `--namespace` says otherwise.
 pub const DEFAULT_NAMESPACE: &str = "driftgate";
 /// The image unless `--image` says otherwise.
@@ -42,7 +50,7 @@ pub const VALIDATE_WEBHOOK_SUFFIX: &str = "validate.driftgate.dev";
 pub const MUTATE_WEBHOOK_SUFFIX: &str = "mutate.driftgate.dev";
 /// The field manager of `driftgate register`'s server-side apply.
 pub const FIELD_MANAGER: &str = "driftgate";
-/// The label every generated object carries (and the Deployment selects on).
+/// The label every generated object carries (and the StatefulSet selects on).
 pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 /// The immutable namespace label the kube-apiserver sets on every namespace.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -55,7 +63,8 @@ pub const METRICS_PORT: i32 = 9090;
 
 pub(crate) const TLS_DIR: &str = "/etc/driftgate/tls";
 pub(crate) const POLICIES_DIR: &str = "/etc/driftgate/policies";
-pub(crate) const JOURNAL_DIR: &str = "/var/lib/driftgate";
+/// Mount path of the journal volume; `DRIFTGATE_JOURNAL` is a file in it.
+pub const JOURNAL_DIR: &str = "/var/lib/driftgate";
 /// Numeric user and group of the container (distroless "nonroot").
 pub(crate) const RUN_AS: i64 = 65532;
 pub(crate) const WEBHOOK_TIMEOUT_SECONDS: i32 = 5;
@@ -215,7 +224,7 @@ pub fn check_url(url: &str) -> Result<String, InstallError> {
 /// One file of the install: its name under `manifests/base/` and its YAML documents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
-    /// File name under `manifests/base/` (`deployment.yaml`).
+    /// File name under `manifests/base/` (`statefulset.yaml`).
     pub file: &'static str,
     /// The YAML documents, each ending in a newline, without `---` separators.
     pub docs: Vec<String>,
@@ -257,11 +266,15 @@ pub fn manifests(inputs: &Inputs) -> Result<Vec<Manifest>, InstallError> {
             file: "policies.yaml",
             docs: vec![yaml("ConfigMap", &workload::policies_config_map(ns, &inputs.files))?],
         },
+        // The Services before the StatefulSet that names the headless one.
         Manifest {
-            file: "deployment.yaml",
-            docs: vec![yaml("Deployment", &workload::deployment(opts, &inputs.files))?],
+            file: "service.yaml",
+            docs: vec![yaml("Service", &workload::service(ns))?, yaml("Service", &workload::headless_service(ns))?],
         },
-        Manifest { file: "service.yaml", docs: vec![yaml("Service", &workload::service(ns))?] },
+        Manifest {
+            file: "statefulset.yaml",
+            docs: vec![yaml("StatefulSet", &workload::stateful_set(opts, &inputs.files))?],
+        },
         Manifest { file: "poddisruptionbudget.yaml", docs: vec![yaml("PodDisruptionBudget", &workload::pdb(ns))?] },
         Manifest { file: "networkpolicy.yaml", docs: vec![yaml("NetworkPolicy", &workload::network_policy(ns))?] },
         Manifest {

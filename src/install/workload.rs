@@ -1,15 +1,19 @@
 //! The objects that run driftgate: Namespace, ServiceAccount, RBAC, the policies' ConfigMap,
-//! the Deployment, Service, PodDisruptionBudget and NetworkPolicy. Pure: options in, typed
-//! objects out.
+//! the StatefulSet (a PersistentVolumeClaim per replica for the journal), its headless Service,
+//! the webhook Service, PodDisruptionBudget and NetworkPolicy. Pure: options in, typed objects
+//! out.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, Namespace, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
-    ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    Namespace, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -22,8 +26,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    APP, HTTPS_PORT, InstallOptions, JOURNAL_DIR, METRICS_PORT, POLICIES_CONFIGMAP, POLICIES_DIR,
-    POLICIES_HASH_ANNOTATION, PolicyFile, RUN_AS, TLS_DIR, TLS_SECRET, labels, meta, selector, strings,
+    APP, HEADLESS_SERVICE, HTTPS_PORT, InstallOptions, JOURNAL_DIR, JOURNAL_SIZE, JOURNAL_VOLUME, METRICS_PORT,
+    POLICIES_CONFIGMAP, POLICIES_DIR, POLICIES_HASH_ANNOTATION, PolicyFile, RUN_AS, TLS_DIR, TLS_SECRET, labels, meta,
+    selector, strings,
 };
 
 pub(crate) fn namespace(ns: &str) -> Namespace {
@@ -122,13 +127,21 @@ fn spread(topology_key: &str) -> TopologySpreadConstraint {
         topology_key: topology_key.to_owned(),
         // Soft: a one-node development cluster still runs both replicas.
         when_unsatisfiable: "ScheduleAnyway".to_owned(),
+        // Every replica counts, whatever its revision (no `matchLabelKeys`): a StatefulSet
+        // replaces pods in place, one at a time, so the old-revision pod next to the new one keeps
+        // running and the new one should spread away from it. (A Deployment's surge pods made
+        // `pod-template-hash` right there; StatefulSet pods do not carry that label.)
         label_selector: Some(selector()),
-        match_label_keys: Some(strings(&["pod-template-hash"])),
         ..TopologySpreadConstraint::default()
     }
 }
 
-pub(crate) fn deployment(opts: &InstallOptions, files: &[PolicyFile]) -> Deployment {
+/// driftgate as a StatefulSet: each replica keeps its own journal on a PersistentVolumeClaim
+/// (`journal-driftgate-<ordinal>`) that outlives the pod, so a restart, a rescheduled pod or a
+/// rollout keeps the audit trail and the events not yet delivered. Everything else as a
+/// stateless webhook needs: probes, the restricted security context, the spread, the policies
+/// hash that rolls the pods when a policy changes.
+pub(crate) fn stateful_set(opts: &InstallOptions, files: &[PolicyFile]) -> StatefulSet {
     let ns = opts.namespace.as_str();
     let container = Container {
         name: APP.to_owned(),
@@ -188,7 +201,11 @@ pub(crate) fn deployment(opts: &InstallOptions, files: &[PolicyFile]) -> Deploym
         volume_mounts: Some(vec![
             mount("tls", TLS_DIR),
             mount("policies", POLICIES_DIR),
-            VolumeMount { name: "journal".to_owned(), mount_path: JOURNAL_DIR.to_owned(), ..VolumeMount::default() },
+            VolumeMount {
+                name: JOURNAL_VOLUME.to_owned(),
+                mount_path: JOURNAL_DIR.to_owned(),
+                ..VolumeMount::default()
+            },
         ]),
         ..Container::default()
     };
@@ -202,6 +219,9 @@ pub(crate) fn deployment(opts: &InstallOptions, files: &[PolicyFile]) -> Deploym
             run_as_user: Some(RUN_AS),
             run_as_group: Some(RUN_AS),
             fs_group: Some(RUN_AS),
+            // The claim keeps its files from one pod to the next: change their group only when
+            // the volume's root is not already the pod's, not every file at every start.
+            fs_group_change_policy: Some("OnRootMismatch".to_owned()),
             seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
             ..PodSecurityContext::default()
         }),
@@ -228,35 +248,74 @@ pub(crate) fn deployment(opts: &InstallOptions, files: &[PolicyFile]) -> Deploym
                 }),
                 ..Volume::default()
             },
-            Volume {
-                name: "journal".to_owned(),
-                empty_dir: Some(EmptyDirVolumeSource {
-                    size_limit: Some(Quantity("1Gi".to_owned())),
-                    ..EmptyDirVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
+            // The journal volume comes from `volumeClaimTemplates`.
         ]),
         ..PodSpec::default()
     };
     let mut template_meta = ObjectMeta { labels: Some(labels()), ..ObjectMeta::default() };
     template_meta.annotations = Some(BTreeMap::from([(POLICIES_HASH_ANNOTATION.to_owned(), policies_hash(files))]));
-    Deployment {
+    StatefulSet {
         metadata: meta(APP, Some(ns)),
-        spec: Some(DeploymentSpec {
+        spec: Some(StatefulSetSpec {
             replicas: Some(2),
             selector: selector(),
-            strategy: Some(DeploymentStrategy {
+            service_name: Some(HEADLESS_SERVICE.to_owned()),
+            // Replicas share nothing (each answers alone and journals to its own claim), so
+            // nothing is gained by starting pod 1 only once pod 0 is ready, and with
+            // OrderedReady one pod stuck (its volume cannot attach, its node is gone) would
+            // keep the other from being created at all. Parallel applies to creation and
+            // scaling only: a rollout still replaces one pod at a time.
+            pod_management_policy: Some("Parallel".to_owned()),
+            // One pod at a time, highest ordinal first, each ready before the next goes: with
+            // two replicas the other keeps answering, within the PodDisruptionBudget's
+            // maxUnavailable 1. (A pod cannot surge: the new one needs the old one's claim.)
+            update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".to_owned()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            // The journal is the audit trail: deleting the StatefulSet or scaling it down keeps
+            // the claims (the API's default, written out so no one has to look it up).
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some("Retain".to_owned()),
+                when_scaled: Some("Retain".to_owned()),
             }),
             template: PodTemplateSpec { metadata: Some(template_meta), spec: Some(pod) },
-            ..DeploymentSpec::default()
+            volume_claim_templates: Some(vec![journal_claim()]),
+            ..StatefulSetSpec::default()
         }),
-        ..Deployment::default()
+        ..StatefulSet::default()
+    }
+}
+
+/// The claim each replica gets for its journal: ReadWriteOnce, [`JOURNAL_SIZE`], and no
+/// `storageClassName`, so the cluster's default StorageClass provisions it.
+fn journal_claim() -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta { name: Some(JOURNAL_VOLUME.to_owned()), labels: Some(labels()), ..ObjectMeta::default() },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(strings(&["ReadWriteOnce"])),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_owned(), Quantity(JOURNAL_SIZE.to_owned()))])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// The StatefulSet's governing Service: headless, for the pods' stable DNS names only. It has
+/// no ports: the webhook and metrics go through [`service`], and a ServiceMonitor selecting
+/// driftgate's label finds no second `metrics` port here (which would scrape every pod twice).
+pub(crate) fn headless_service(ns: &str) -> Service {
+    Service {
+        metadata: meta(HEADLESS_SERVICE, Some(ns)),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            selector: Some(labels()),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod deletion;
 pub mod gitops;
+pub mod install;
 pub mod modes;
 pub mod outage;
 pub mod people;
@@ -37,5 +38,6 @@ pub fn all() -> Vec<Scenario> {
         progressive::argo_rollouts_shifts_weights_and_manages_header_routes_but_not_hosts,
         progressive::flagger_writes_what_its_canary_owns_and_a_person_may_not,
         outage::with_driftgate_down_people_are_refused_and_gitops_and_kube_system_are_not,
+        install::the_shipped_statefulset_keeps_each_journal_on_a_claim,
     ]
 }
