@@ -558,3 +558,46 @@ async fn follow_prints_new_events_across_rotation() {
     drop(child);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn merges_replicas_and_a_shipped_log_by_time_once_each() {
+    // Two replicas, each with its own journal (rotated), taking turns.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a/drift-events.jsonl"), dir.path().join("b/drift-events.jsonl"));
+    std::fs::create_dir_all(a.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(b.parent().unwrap()).unwrap();
+    let (ra, rb) = (server_on(DEFAULT_POLICY, &a).await, server_on(DEFAULT_POLICY, &b).await);
+    for i in 0..8 {
+        let server = if i % 3 == 0 { &rb } else { &ra };
+        send_all(server, vec![mk_review(EDIT, &format!("user{i}@example.com"), "shop")]).await;
+    }
+    ra.stop().await;
+    rb.stop().await;
+    assert!(rotated(&a, 1).exists(), "replica a's journal was rotated");
+    let mut all: Vec<(String, Value)> = read_files(&a).into_iter().chain(read_files(&b)).collect();
+    all.sort_by_key(|(_, e)| time_of(e));
+    let want: Vec<String> = all.iter().map(|(_, e)| e["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(want.len(), 8);
+
+    // A shipped log of replica a (what its stdout sink printed) on stdin: the same events again.
+    let shipped: String = read_files(&a).into_iter().map(|(line, _)| line + "\n").collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftgate"))
+        .args(["review", "--format", "json", a.to_str().unwrap(), b.to_str().unwrap(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(shipped.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let ids: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, want, "every event once, oldest first");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let from_a = read_files(&a).len();
+    assert!(stderr.contains(&format!("{from_a} duplicate events skipped")), "{stderr}");
+}

@@ -12,6 +12,7 @@
 pub mod args;
 pub mod error;
 pub mod filter;
+pub mod merge;
 pub mod policyreport;
 pub mod reviewer;
 pub mod sources;
@@ -28,7 +29,7 @@ pub use error::ReviewError;
 pub use filter::Filter;
 pub use policyreport::report_result;
 pub use reviewer::{OutputOptions, Reviewer, ScanStats};
-pub use sources::{Source, sources};
+pub use sources::{Source, sources, streams};
 pub use summary::DECISIONS;
 
 use crate::config::Settings;
@@ -46,6 +47,13 @@ pub fn run(args: &ReviewArgs) -> ExitCode {
     let mut notes = io::stderr();
     match review(args, color, &mut out, &mut notes) {
         Ok(stats) => {
+            if stats.duplicates > 0 {
+                let _ = writeln!(
+                    notes,
+                    "{} duplicate events skipped (the same id in more than one source)",
+                    stats.duplicates
+                );
+            }
             if stats.matched == 0 && args.format == Format::Table {
                 let _ = writeln!(notes, "no drift events match");
             }
@@ -82,8 +90,17 @@ fn review(
     let options = OutputOptions { format: args.format, top: args.top, max_results: args.max_results, color };
     let mut reviewer = Reviewer::new(filter, options, out, notes);
     if !args.follow {
-        for source in sources(&files)? {
-            reviewer.read(&source)?;
+        let mut streams = streams(&files)?;
+        // One journal (and its rotated files) is read as it is, fastest; several sources, or
+        // stdin (a shipped log may hold an event twice), are merged by time and deduplicated.
+        if let [one] = streams.as_slice()
+            && !one.contains(&Source::Stdin)
+        {
+            for source in streams.remove(0) {
+                reviewer.read(&source)?;
+            }
+        } else {
+            merge::merge(streams, &mut reviewer)?;
         }
         return reviewer.finish();
     }

@@ -30,6 +30,8 @@ pub struct ScanStats {
     pub matched: u64,
     /// Lines skipped as unreadable.
     pub skipped: u64,
+    /// Events skipped because an earlier source had the same id.
+    pub duplicates: u64,
 }
 
 /// How the output looks.
@@ -105,6 +107,11 @@ impl<'w> Reviewer<'w> {
         let origin = follower.path().display().to_string();
         follower.poll(|line| self.line(&origin, line))?;
         self.flush()
+    }
+
+    /// Counts an event left out because another source had it already.
+    pub fn duplicate(&mut self) {
+        self.stats.duplicates += 1;
     }
 
     /// Takes one journal line (`origin` names its file in notes).
@@ -192,7 +199,7 @@ mod tests {
         let lines = [good.clone(), "garbage".to_owned(), good.clone(), good[..40].to_owned()];
         let (out, notes, stats) = mk_review(Format::Json, &lines);
         assert_eq!(out, format!("{good}\n{good}\n"));
-        assert_eq!(stats, ScanStats { lines: 4, events: 2, matched: 2, skipped: 2 });
+        assert_eq!(stats, ScanStats { lines: 4, events: 2, matched: 2, skipped: 2, duplicates: 0 });
         let notes: Vec<&str> = notes.lines().collect();
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].starts_with("skipped line 2 of j: not a drift event"), "{}", notes[0]);

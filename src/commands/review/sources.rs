@@ -30,10 +30,16 @@ impl fmt::Display for Source {
 /// (so `drift-events.jsonl*` reads each file once, oldest first). A FILE with neither the file
 /// nor rotated files is an error.
 pub fn sources(files: &[PathBuf]) -> Result<Vec<Source>, ReadError> {
+    Ok(streams(files)?.into_iter().flatten().collect())
+}
+
+/// The sources grouped by FILE argument: each group is one stream of events in time order (a
+/// journal with its rotated files, oldest first, or stdin), to be merged with the others.
+pub fn streams(files: &[PathBuf]) -> Result<Vec<Vec<Source>>, ReadError> {
     let mut out = Vec::new();
     for file in files {
         if file.as_os_str() == "-" {
-            out.push(Source::Stdin);
+            out.push(vec![Source::Stdin]);
             continue;
         }
         if files.iter().any(|live| live != file && read::is_rotated_of(file, live)) {
@@ -43,7 +49,7 @@ pub fn sources(files: &[PathBuf]) -> Result<Vec<Source>, ReadError> {
         if found.is_empty() {
             return Err(ReadError::Open { path: file.clone(), source: io::ErrorKind::NotFound.into() });
         }
-        out.extend(found.into_iter().map(Source::File));
+        out.push(found.into_iter().map(Source::File).collect());
     }
     Ok(out)
 }
