@@ -5,6 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::settings::SinkSettings;
 use crate::http::tls;
 
 /// A client for one sink; `ca_file` replaces the system's roots.
@@ -32,6 +35,21 @@ pub fn build(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Clien
         .user_agent(concat!("driftgate/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("failed to make an HTTP client: {e}"))
+}
+
+/// The sink's headers, their values read now (from files or the environment) and marked
+/// sensitive so they are never printed.
+pub fn headers(settings: &SinkSettings) -> Result<HeaderMap, String> {
+    let name = settings.name();
+    let mut headers = HeaderMap::new();
+    for (key, value) in &settings.headers {
+        let value = value.resolve().map_err(|e| format!("sink {name}: header {key}: {e}"))?;
+        let key = HeaderName::try_from(key.as_str()).map_err(|e| format!("sink {name}: header {key:?}: {e}"))?;
+        let mut value = HeaderValue::try_from(value).map_err(|e| format!("sink {name}: header {key}: {e}"))?;
+        value.set_sensitive(true);
+        headers.insert(key, value);
+    }
+    Ok(headers)
 }
 
 /// A URL as logs may show it: scheme, host and port only (a webhook URL's path and query often

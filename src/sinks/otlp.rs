@@ -5,7 +5,7 @@
 //! `user.name`, `user.id`, `k8s.pod.name` on the resource); the rest are `driftgate.*`. The
 //! record's trace id is the admission request's, when traces were exported for it.
 
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, header};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
@@ -48,14 +48,7 @@ impl Otlp {
             )
         })?;
         reqwest::Url::parse(&endpoint).map_err(|e| format!("sink {name}: endpoint {endpoint:?}: {e}"))?;
-        let mut headers = HeaderMap::new();
-        for (key, value) in &settings.headers {
-            let value = value.resolve().map_err(|e| format!("sink {name}: header {key}: {e}"))?;
-            let key = HeaderName::try_from(key.as_str()).map_err(|e| format!("sink {name}: header {key:?}: {e}"))?;
-            let mut value = HeaderValue::try_from(value).map_err(|e| format!("sink {name}: header {key}: {e}"))?;
-            value.set_sensitive(true);
-            headers.insert(key, value);
-        }
+        let headers = client::headers(settings)?;
         let timeout = std::time::Duration::from_secs(settings.timeout_seconds);
         let client = client::build(settings.ca_file.as_deref(), timeout).map_err(|e| format!("sink {name}: {e}"))?;
         Ok(Otlp { client, endpoint, headers, resource: resource(std::env::var("HOSTNAME").ok()) })

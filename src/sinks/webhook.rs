@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, header};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
@@ -40,14 +40,7 @@ impl Webhook {
         if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
             return Err(format!("sink {name}: url must be https:// (http:// only to a loopback address)"));
         }
-        let mut headers = HeaderMap::new();
-        for (key, value) in &settings.headers {
-            let value = value.resolve().map_err(|e| format!("sink {name}: header {key}: {e}"))?;
-            let key = HeaderName::try_from(key.as_str()).map_err(|e| format!("sink {name}: header {key:?}: {e}"))?;
-            let mut value = HeaderValue::try_from(value).map_err(|e| format!("sink {name}: header {key}: {e}"))?;
-            value.set_sensitive(true);
-            headers.insert(key, value);
-        }
+        let headers = client::headers(settings)?;
         let timeout = std::time::Duration::from_secs(settings.timeout_seconds);
         let client = client::build(settings.ca_file.as_deref(), timeout).map_err(|e| format!("sink {name}: {e}"))?;
         Ok(Webhook { client, url, headers, format: settings.format, source: source() })
