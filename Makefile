@@ -1,7 +1,7 @@
 # driftgate: the commands people and CI run. CI runs `make test` only.
 CARGO ?= cargo
 
-.PHONY: run test e2e build check certs clean bench bench-load bench-apiserver soak fuzz
+.PHONY: run test e2e build check certs clean bench bench-load bench-sinks bench-apiserver soak fuzz
 
 ## run: the webhook on its embedded defaults (./policies, dev certificates in ./certs,
 ## journal ./drift-events.jsonl, https://127.0.0.1:8443)
@@ -50,6 +50,12 @@ clean:
 ## bench: criterion benchmarks of the pure core and the journal (not part of `make test`)
 bench:
 	$(CARGO) bench --locked --bench decide --bench journal
+
+## bench-sinks: refusals with three sinks (one receiver dead) against none, side by side, then
+## RSS under steady refusals while the dead receiver's backlog waits on disk
+bench-sinks:
+	$(CARGO) build --release --locked --bin driftgate --example loadgen
+	./target/release/examples/loadgen sinks
 
 ## bench-load: driftgate and a minimal baseline webhook under the same HTTPS load, side by side
 bench-load:

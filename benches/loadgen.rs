@@ -205,9 +205,8 @@ struct Row {
 
 fn client(ca: &[u8], addr: SocketAddr, concurrency: usize) -> Result<reqwest::Client, Error> {
     Ok(reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca)?)
+        .tls_backend_rustls()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca)?])
         .resolve("localhost", addr)
         .http1_only()
         .pool_max_idle_per_host(concurrency)
@@ -307,17 +306,16 @@ async fn soak(release: &Path, dir: &Path) -> Result<(), Error> {
     // Keep every rotated journal file, so every denial can be counted.
     let server = start_driftgate(&release.join("driftgate"), dir, &[("DRIFTGATE_JOURNAL_KEEP", "10000")])?;
     let pid = server.child.id();
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
+    let cas =
+        bundles.iter().map(|b| reqwest::Certificate::from_pem(b.ca_pem.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+    let client = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .tls_certs_only(cas)
         .resolve("localhost", server.addr)
         .http1_only()
         .pool_max_idle_per_host(concurrency)
-        .timeout(Duration::from_secs(10));
-    for b in &bundles {
-        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(b.ca_pem.as_bytes())?);
-    }
-    let client = builder.build()?;
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let url = format!("https://localhost:{}/validate", server.addr.port());
     let mix = Arc::new(load_mix("mixed")?);
     let rss_start = current_rss_mib(pid);
@@ -523,6 +521,153 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// An HTTP receiver on loopback that answers 200 to every request (`hang`: accepts
+/// connections and never answers); counts requests.
+async fn receiver(hang: bool) -> Result<(SocketAddr, Arc<std::sync::atomic::AtomicU64>), Error> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 16];
+                let mut pending: Vec<u8> = Vec::new();
+                loop {
+                    let Ok(n) = tcp.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    if hang {
+                        continue;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    // One request: headers, then Content-Length bytes of body.
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if pending.len() < end + 4 + len {
+                            break;
+                        }
+                        pending.drain(..end + 4 + len);
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok((addr, count))
+}
+
+/// `loadgen sinks` (`make bench-sinks`): refusals of the `kubectl edit` review by driftgate
+/// without sinks and by driftgate with three (stdout, OTLP to a receiver that takes everything,
+/// a webhook to one that accepts connections and never answers), side by side at 1, 8 and 32
+/// connections; then `SINKS_SOAK_SECONDS` (default 120) of steady refusals with the dead
+/// receiver, sampling RSS, to show memory stays flat while the backlog waits on disk.
+async fn sinks(release: &Path, dir: &Path, bundle: &driftgate::certs::CertBundle) -> Result<(), Error> {
+    let seconds: u64 = env_or("BENCH_SECONDS", "3").parse()?;
+    let pairs: usize = env_or("BENCH_PAIRS", "3").parse()?;
+    let soak: u64 = env_or("SINKS_SOAK_SECONDS", "120").parse()?;
+    let concurrencies: Vec<usize> =
+        env_or("BENCH_CONCURRENCY", "1,8,32").split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
+    let (otlp, otlp_count) = receiver(false).await?;
+    let (dead, _) = receiver(true).await?;
+    let with_dir = dir.join("with-sinks");
+    std::fs::create_dir_all(&with_dir)?;
+    for sub in ["policies", "certs"] {
+        std::fs::create_dir_all(with_dir.join(sub))?;
+        for entry in std::fs::read_dir(dir.join(sub))? {
+            let entry = entry?;
+            std::fs::copy(entry.path(), with_dir.join(sub).join(entry.file_name()))?;
+        }
+    }
+    let sinks = serde_json::json!([
+        {"type": "stdout"},
+        {"type": "otlp", "endpoint": format!("http://{otlp}/v1/logs")},
+        {"name": "dead-hook", "type": "webhook", "url": format!("http://{dead}/hook"), "timeout_seconds": 10},
+    ])
+    .to_string();
+    // BENCH_SINKS replaces the list (`{otlp}` and `{dead}` stand for the receivers' addresses).
+    let sinks = std::env::var("BENCH_SINKS")
+        .map(|s| s.replace("{otlp}", &otlp.to_string()).replace("{dead}", &dead.to_string()))
+        .unwrap_or(sinks);
+    let without = start_driftgate(&release.join("driftgate"), dir, &[])?;
+    let with = start_driftgate(&release.join("driftgate"), &with_dir, &[("DRIFTGATE_SINKS", &sinks)])?;
+    let edit = Bytes::from(std::fs::read(
+        Path::new(FIXTURES).join("virtualservice-update-kubectl-edit-human.validating.json"),
+    )?);
+    let mix = Arc::new(vec![Request { body: edit, allowed: false }]);
+    println!(
+        "sinks benchmark: refusals of the kubectl edit review, {seconds} s a run, {pairs} pairs a row; \
+         with sinks = stdout + OTLP (receiver takes all) + webhook (receiver never answers)"
+    );
+    println!(
+        "{:>4} | {:>11} {:>8} | {:>11} {:>8} | {:>8} {:>14}",
+        "conc", "none req/s", "p99 ms", "sinks req/s", "p99 ms", "median ×", "pairs"
+    );
+    for &c in &concurrencies {
+        let mut ratios = Vec::new();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for pair in 0..pairs {
+            let order: [&Server; 2] = if pair % 2 == 0 { [&without, &with] } else { [&with, &without] };
+            let mut got = Vec::new();
+            for server in order {
+                let client = client(bundle.ca_pem.as_bytes(), server.addr, c)?;
+                let url = format!("https://localhost:{}/validate", server.addr.port());
+                drive(&client, &url, &mix, c, Duration::from_millis(300), true).await;
+                let row = drive(&client, &url, &mix, c, Duration::from_secs(seconds), true).await;
+                got.push((std::ptr::eq(server, &with), row));
+            }
+            let w = got.iter().find(|(is_with, _)| *is_with).map(|(_, r)| r.clone()).unwrap_or_default();
+            let n = got.iter().find(|(is_with, _)| !*is_with).map(|(_, r)| r.clone()).unwrap_or_default();
+            ratios.push(w.rps / n.rps.max(1e-9));
+            a.push(n);
+            b.push(w);
+        }
+        let mid = |rows: &mut Vec<Row>| -> Row {
+            rows.sort_by(|x, y| x.rps.total_cmp(&y.rps));
+            rows[rows.len() / 2].clone()
+        };
+        let (n, w) = (mid(&mut a), mid(&mut b));
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "{c:>4} | {:>11.0} {:>8.3} | {:>11.0} {:>8.3} | {:>8.2} {:>14}",
+            n.rps,
+            n.p99,
+            w.rps,
+            w.p99,
+            median(&mut ratios.clone()),
+            each.join(" ")
+        );
+    }
+    let pid = with.child.id();
+    println!("dead receiver soak: {soak} s of refusals at 4 connections; RSS of driftgate with sinks:");
+    let client = client(bundle.ca_pem.as_bytes(), with.addr, 4)?;
+    let url = format!("https://localhost:{}/validate", with.addr.port());
+    let mut total = 0.0;
+    for t in (0..soak).step_by(10) {
+        let row = drive(&client, &url, &mix, 4, Duration::from_secs(10.min(soak - t)), true).await;
+        total += row.rps * 10.0_f64.min((soak - t) as f64);
+        println!("  t={:>4} s  RSS {:>6.1} MiB  refusals so far {:>8.0}", t + 10, current_rss_mib(pid), total);
+    }
+    let metrics =
+        reqwest::get(format!("http://{}/metrics", with.metrics.ok_or("no metrics port")?)).await?.text().await?;
+    for line in metrics.lines().filter(|l| l.starts_with("driftgate_sink_")) {
+        println!("  {line}");
+    }
+    println!("  OTLP receiver: {} export requests", otlp_count.load(std::sync::atomic::Ordering::Relaxed));
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -551,6 +696,9 @@ async fn main() -> Result<(), Error> {
     )?;
     let bundle = driftgate::certs::generate(&driftgate::certs::dev_request())?;
     driftgate::certs::write(&dir.join("certs"), &bundle, true)?;
+    if std::env::args().nth(1).as_deref() == Some("sinks") {
+        return sinks(&release, &dir, &bundle).await;
+    }
     let (sync_p50, sync_p99) = fdatasync_latency(&dir, 400)?;
 
     let driftgate = start_driftgate(&release.join("driftgate"), &dir, &[])?;
