@@ -159,7 +159,7 @@ impl Journal {
         let stats = Arc::new(JournalStats::default());
         let (synced_tx, synced) = watch::channel(Synced::default());
         let drops = DropLedger::default();
-        let mut writer = Writer { config: config.clone(), file: None, synced: synced_tx, drops: drops.clone() };
+        let mut writer = Writer { config: config.clone(), file: None, ino: 0, synced: synced_tx, drops: drops.clone() };
         let first = writer.ensure_open();
         if let Err(e) = &first {
             tracing::error!(error = %e, "journal cannot be written: serving unready until it can");
@@ -215,6 +215,8 @@ impl Journal {
 struct Writer {
     config: JournalConfig,
     file: Option<(File, u64)>,
+    /// The live file's inode, read when it is opened.
+    ino: u64,
     synced: watch::Sender<Synced>,
     drops: DropLedger,
 }
@@ -255,6 +257,7 @@ impl Writer {
             }
             let started = std::time::Instant::now();
             let result = self.write_batch(&buf);
+            let mut durable = None;
             match &result {
                 Ok(()) => {
                     if let Some(o) = observer {
@@ -263,7 +266,7 @@ impl Writer {
                     stats.healthy.store(true, Ordering::Release);
                     let lines = stats.appended.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
                     stats.syncs.fetch_add(1, Ordering::Relaxed);
-                    self.publish(lines);
+                    durable = Some(lines);
                 }
                 Err(e) => {
                     if let Some(o) = observer {
@@ -277,6 +280,10 @@ impl Writer {
             for job in batch.drain(..) {
                 // The caller may have gone (client hung up); the line is written all the same.
                 let _ = job.done.send(result.clone());
+            }
+            // Readers hear of the lines after the answers are on their way.
+            if let Some(lines) = durable {
+                self.publish(lines);
             }
         }
     }
@@ -297,9 +304,8 @@ impl Writer {
 
     /// Tells readers how far the live file is durable (`lines` made durable so far).
     fn publish(&self, lines: u64) {
-        let Some((file, size)) = &self.file else { return };
-        let ino = file.metadata().map(|m| m.ino()).unwrap_or_default();
-        self.synced.send_replace(Synced { ino, len: *size, lines });
+        let Some((_, size)) = &self.file else { return };
+        self.synced.send_replace(Synced { ino: self.ino, len: *size, lines });
     }
 
     fn io_err(&self, e: io::Error) -> JournalError {
@@ -331,6 +337,7 @@ impl Writer {
         }
         let path = self.config.path.clone();
         let opened = open_for_append(&path).map_err(|e| self.io_err(e))?;
+        self.ino = opened.0.metadata().map(|m| m.ino()).unwrap_or_default();
         self.file = Some(opened);
         Ok(())
     }
@@ -348,7 +355,9 @@ impl Writer {
             std::fs::rename(from, rotated(&path, files.len() - i))?;
         }
         std::fs::rename(&path, rotated(&path, 1))?;
-        self.file = Some(open_for_append(&path)?);
+        let opened = open_for_append(&path)?;
+        self.ino = opened.0.metadata()?.ino();
+        self.file = Some(opened);
         sync_dir(&path)?;
         self.publish(lines);
         self.retain(&path)

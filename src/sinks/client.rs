@@ -2,6 +2,7 @@
 //! system's roots or a CA bundle of the sink's own, HTTP/2 when the receiver offers it, and the
 //! sink's timeout on every request.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -35,6 +36,50 @@ pub fn build(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Clien
         .user_agent(concat!("driftgate/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("failed to make an HTTP client: {e}"))
+}
+
+/// POSTs `body` with the sink's headers. `Err` carries, besides the reason for the log, whether
+/// the receiver refused the payload for good ([`refuses_payload`]) rather than "not now".
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &HeaderMap,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Result<(), (bool, String)> {
+    let sent = client
+        .post(url)
+        .headers(headers.clone())
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(answer) if answer.status().is_success() => Ok(()),
+        Ok(answer) => {
+            let status = answer.status();
+            Err((refuses_payload(status), format!("{} answered {status}", redacted(url))))
+        }
+        Err(e) => Err((false, format!("{}: {}", redacted(url), error_chain(&e)))),
+    }
+}
+
+/// A reqwest error with its causes, without the URL (it may hold a secret): "could not connect:
+/// … : Connection refused".
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 /// The sink's headers, their values read now (from files or the environment) and marked

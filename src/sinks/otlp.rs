@@ -5,7 +5,7 @@
 //! `user.name`, `user.id`, `k8s.pod.name` on the resource); the rest are `driftgate.*`. The
 //! record's trace id is the admission request's, when traces were exported for it.
 
-use http::{HeaderMap, header};
+use http::HeaderMap;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
@@ -13,7 +13,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
 use super::settings::SinkSettings;
-use super::webhook::error_chain;
 use super::{Failure, client};
 use crate::event::{Decision, DriftEvent};
 
@@ -62,27 +61,14 @@ impl Otlp {
     /// Exports the events in one request.
     pub async fn deliver(&self, events: &[DriftEvent<'_>]) -> Result<(), Failure> {
         let body = request(self.resource.clone(), events, now_nanos()).encode_to_vec();
-        let sent = self
-            .client
-            .post(&self.endpoint)
-            .headers(self.headers.clone())
-            .header(header::CONTENT_TYPE, "application/x-protobuf")
-            .body(body)
-            .send()
-            .await;
-        match sent {
-            Ok(answer) if answer.status().is_success() => Ok(()),
-            Ok(answer) => {
-                let status = answer.status();
-                // A payload the collector will never take is dropped whole (OTLP/HTTP: 400 is
-                // not retryable); anything else is retried.
-                let rejected = if client::refuses_payload(status) { events.len() } else { 0 };
-                Err(Failure { delivered: 0, rejected, reason: format!("{} answered {status}", self.endpoint) })
-            }
-            Err(e) => {
-                Err(Failure { delivered: 0, rejected: 0, reason: format!("{}: {}", self.endpoint, error_chain(&e)) })
-            }
-        }
+        let posted = client::post(&self.client, &self.endpoint, &self.headers, "application/x-protobuf", body).await;
+        // A payload the collector will never take is dropped whole (OTLP/HTTP: 400 is not
+        // retryable); anything else is retried.
+        posted.map_err(|(refused, reason)| Failure {
+            delivered: 0,
+            rejected: if refused { events.len() } else { 0 },
+            reason,
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use http::{HeaderMap, header};
+use http::HeaderMap;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
@@ -58,51 +58,14 @@ impl Webhook {
                 WebhookFormat::Cloudevents => ("application/cloudevents+json", cloudevent(event, &self.source)),
                 WebhookFormat::Slack => ("application/json", slack(event)),
             };
-            let sent = self
-                .client
-                .post(&self.url)
-                .headers(self.headers.clone())
-                .header(header::CONTENT_TYPE, content_type)
-                .body(body)
-                .send()
-                .await;
-            match sent {
-                Ok(answer) if answer.status().is_success() => {}
-                Ok(answer) => {
-                    let status = answer.status();
-                    let rejected = usize::from(client::refuses_payload(status));
-                    return Err(Failure {
-                        delivered: i,
-                        rejected,
-                        reason: format!("{} answered {status}", self.target()),
-                    });
-                }
-                Err(e) => {
-                    let reason = format!("{}: {}", self.target(), error_chain(&e));
-                    return Err(Failure { delivered: i, rejected: 0, reason });
-                }
+            if let Err((refused, reason)) =
+                client::post(&self.client, &self.url, &self.headers, content_type, body).await
+            {
+                return Err(Failure { delivered: i, rejected: usize::from(refused), reason });
             }
         }
         Ok(())
     }
-}
-
-/// A reqwest error with its causes, without the URL (it may hold a secret): "could not connect:
-/// … : Connection refused".
-pub(crate) fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "could not connect".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// The CloudEvents `source`: this driftgate (its pod's name in a cluster).
