@@ -28,6 +28,7 @@ use crate::reload::{ReloadStats, poll_reload};
 use crate::sinks::Sink;
 use crate::sinks::events::{Connected, EventSink, EventSinkConfig, SinkError};
 use crate::sinks::forwarder::Forwarder;
+use crate::sinks::runner::Forwarding;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +241,13 @@ impl App {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         // Each delivered batch's cursor is stored before the next is read: stopping a forwarder
         // anywhere redelivers at most its last batch after restart.
-        let forwarders: Vec<_> = self.forwarders.drain(..).map(|f| tokio::spawn(f.run())).collect();
+        let forwarding = match Forwarding::start(std::mem::take(&mut self.forwarders)) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::error!(error = %e, "the sinks could not start: drift events stay in the journal only");
+                None
+            }
+        };
         let policies = tokio::spawn(self.reload_policies());
         let summary = tokio::spawn(summarise_drift(self.state.journal.clone()));
         let certificates = tokio::spawn(self.reload_certificates());
@@ -257,8 +264,8 @@ impl App {
         policies.abort();
         certificates.abort();
         summary.abort();
-        for forwarder in &forwarders {
-            forwarder.abort();
+        if let Some(forwarding) = forwarding {
+            tokio::task::spawn_blocking(move || forwarding.stop()).await.ok();
         }
         let _ = metrics_stop.send(());
         if let Ok(Err(e)) = metrics_server.await {

@@ -44,6 +44,8 @@ struct Got {
     slack: Vec<String>,
     /// OTLP log records' `driftgate.event.id`.
     otlp: Vec<String>,
+    /// OTLP export requests.
+    otlp_requests: usize,
     /// The `authorization` header of every request.
     auth: Vec<String>,
 }
@@ -93,6 +95,7 @@ async fn receive(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: 
         "/v1/logs" => {
             assert_eq!(headers["content-type"], "application/x-protobuf");
             let req = ExportLogsServiceRequest::decode(body.as_ref()).unwrap();
+            got.otlp_requests += 1;
             for rl in &req.resource_logs {
                 for sl in &rl.scope_logs {
                     for record in &sl.log_records {
@@ -211,6 +214,8 @@ async fn webhook_slack_and_otlp_get_every_event_once_in_order() {
         let got = receiver.got.lock().unwrap();
         assert_eq!(got.cloudevents, ids, "every event once, in order");
         assert_eq!(got.otlp, ids);
+        // The burst is gathered (batch_max_wait_ms): a few export requests, not one an event.
+        assert!(got.otlp_requests <= 5, "{} OTLP requests for {} events", got.otlp_requests, ids.len());
         assert_eq!(got.slack.len(), ids.len());
         assert!(got.slack[0].contains("tried to UPDATE VirtualService"), "{}", got.slack[0]);
         assert!(got.auth.iter().filter(|a| *a == "Bearer s3cret").count() == ids.len(), "{:?}", got.auth);

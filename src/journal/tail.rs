@@ -10,8 +10,8 @@
 //! of events or sinks.
 
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+use std::io::{self, Read as _, Seek as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use tokio::sync::watch;
@@ -74,6 +74,8 @@ pub struct Tail {
 
 /// The largest line read whole; a longer one is cut into pieces a sink will not parse.
 const MAX_LINE: usize = 16 * 1024 * 1024;
+/// Bytes read at first for each line a batch wants (a drift event of an edit is about 1 KiB).
+const LINE_GUESS: usize = 2048;
 
 impl Tail {
     /// A tail of the journal at `live`, told how far it is durable by `synced`.
@@ -245,50 +247,57 @@ fn read_lines(
     max_lines: usize,
     max_bytes: usize,
 ) -> io::Result<(Vec<Vec<u8>>, u64)> {
-    let mut want = max_bytes.max(4096);
+    let available = usize::try_from(limit.saturating_sub(pos)).unwrap_or(usize::MAX);
+    // Read about what `max_lines` lines take, and more only if they are not in it: a batch
+    // costs its own size, not `max_bytes`, in reads and memory.
+    let mut want = max_lines.saturating_mul(LINE_GUESS).clamp(4096, max_bytes.max(4096));
+    let mut buf = Vec::new();
     loop {
-        let room = usize::try_from(limit.saturating_sub(pos)).unwrap_or(usize::MAX).min(want);
-        if room == 0 {
-            return Ok((Vec::new(), pos));
+        let room = available.min(want);
+        if room > buf.len() {
+            read_into(file, pos + buf.len() as u64, room - buf.len(), &mut buf)?;
         }
-        let buf = read_at(file, pos, room)?;
-        let Some(last) = memchr::memrchr(b'\n', &buf) else {
-            // No whole line in reach: a longer line (read more), or one being written.
-            if buf.len() == room && room == want && want < MAX_LINE {
-                want = (want * 2).min(MAX_LINE);
-                continue;
-            }
-            return Ok((Vec::new(), pos));
-        };
-        let mut lines = Vec::new();
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', &buf[..=last]) {
-            if lines.len() == max_lines || (start > 0 && start >= max_bytes) {
-                break;
-            }
-            let line = &buf[start..end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                lines.push(line.to_vec());
-            }
-            start = end + 1;
+        let whole = memchr::memchr_iter(b'\n', &buf).take(max_lines).count();
+        let exhausted = buf.len() < want;
+        if whole >= max_lines || exhausted || (whole > 0 && buf.len() >= max_bytes) || want >= MAX_LINE {
+            break;
         }
-        return Ok((lines, pos + start as u64));
+        // No whole line in reach is a longer line: read more, up to `MAX_LINE`.
+        want = if whole > 0 { (want * 2).min(max_bytes.max(4096)) } else { (want * 2).min(MAX_LINE) };
     }
+    let Some(last) = memchr::memrchr(b'\n', &buf) else {
+        // A line being written, or one longer than `MAX_LINE`.
+        return Ok((Vec::new(), pos));
+    };
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', &buf[..=last]) {
+        if lines.len() == max_lines || (start > 0 && start >= max_bytes) {
+            break;
+        }
+        let line = &buf[start..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            lines.push(line.to_vec());
+        }
+        start = end + 1;
+    }
+    Ok((lines, pos + start as u64))
+}
+
+/// Appends up to `len` bytes of `file` from `pos` to `buf` (fewer at the end of the file),
+/// into spare capacity (no zeroing first).
+fn read_into(file: &File, pos: u64, len: usize, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut reader = file;
+    reader.seek(io::SeekFrom::Start(pos))?;
+    buf.reserve_exact(len);
+    reader.take(len as u64).read_to_end(buf)?;
+    Ok(())
 }
 
 fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut buf[filled..], pos + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(filled);
+    let mut buf = Vec::new();
+    read_into(file, pos, len, &mut buf)?;
     Ok(buf)
 }
 

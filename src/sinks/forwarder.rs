@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::settings::SinkSettings;
-use super::{Failure, Sink};
+use super::{Failure, Record, Sink};
 use crate::event::DriftEvent;
 use crate::journal::cursor::{self, Cursor};
 use crate::journal::tail::{Batch, Start, Tail};
@@ -29,6 +29,8 @@ pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 pub const MAX_RETRY: Duration = Duration::from_secs(60);
 /// About the most bytes of journal read for one batch.
 const BATCH_BYTES: usize = 1 << 20;
+/// How often a forwarder gathering a batch looks whether a full one is waiting.
+const GATHER_POLL: Duration = Duration::from_millis(50);
 /// How often an idle forwarder looks at the journal even when told nothing (a safety net: the
 /// writer tells it of every synced batch and rotation).
 const IDLE_CHECK: Duration = Duration::from_secs(5);
@@ -81,9 +83,10 @@ impl Forwarder {
             return;
         };
         tracing::info!(sink = %name, r#type = self.settings.kind.as_str(), to = %target, backlog = pending, "delivering drift events");
-        // Lines still to read = what was pending at start + lines made durable since − lines read.
-        let base = i64::try_from(pending).unwrap_or(i64::MAX) - i64::try_from(lines_then).unwrap_or(0);
-        let mut consumed: i64 = 0;
+        let mut backlog = Backlog {
+            base: i64::try_from(pending).unwrap_or(i64::MAX) - i64::try_from(lines_then).unwrap_or(0),
+            consumed: 0,
+        };
         // A new cursor is stored at once, so rotation keeps what a replay is about to read.
         let mut to_store: Option<Cursor> = if fresh { position } else { None };
         let mut stored: Option<Cursor> = None;
@@ -116,24 +119,24 @@ impl Forwarder {
                 }
             };
             self.account_losses(&name, &batch);
-            consumed += i64::try_from(batch.lines.len() as u64 + batch.dropped).unwrap_or(i64::MAX);
+            backlog.consumed += i64::try_from(batch.lines.len() as u64 + batch.dropped).unwrap_or(i64::MAX);
             if batch.lines.is_empty() {
                 to_store = batch.end;
-                let lag = base + i64::try_from(self.synced.borrow().lines).unwrap_or(0) - consumed;
-                self.meters.lag_events.set(lag.max(0));
+                self.meters.lag_events.set(backlog.lines(&self.synced));
                 if to_store.as_ref().is_some_and(|c| stored.as_ref() != Some(c)) {
                     continue;
                 }
                 self.meters.lag_seconds.set(0);
-                self.wait().await;
+                self.wait(&backlog).await;
                 continue;
             }
             let events = self.wanted(&name, &batch);
-            let lag = base + i64::try_from(self.synced.borrow().lines).unwrap_or(0) - consumed;
-            self.meters.lag_events.set(lag.max(0) + i64::try_from(events.len()).unwrap_or(0));
-            failures = self.deliver(&name, &events, failures).await;
-            self.meters.lag_events.set(lag.max(0));
+            failures = self.deliver(&name, &events, &backlog, failures).await;
             to_store = batch.end;
+            if batch.lines.len() < self.settings.batch_max_events {
+                // Caught up: gather the next batch rather than send one for every few events.
+                self.gather(&backlog).await;
+            }
         }
     }
 
@@ -160,11 +163,11 @@ impl Forwarder {
     }
 
     /// The batch's drift events the sink wants; an unreadable line is counted as dropped.
-    fn wanted<'a>(&self, name: &str, batch: &'a Batch) -> Vec<DriftEvent<'a>> {
+    fn wanted<'a>(&self, name: &str, batch: &'a Batch) -> Vec<Record<'a>> {
         let mut events = Vec::with_capacity(batch.lines.len());
         for line in &batch.lines {
             match DriftEvent::parse(line) {
-                Ok(event) if self.settings.wants(&event) => events.push(event),
+                Ok(event) if self.settings.wants(&event) => events.push(Record { event, line }),
                 Ok(_) => {}
                 Err(e) => {
                     self.meters.dropped.inc();
@@ -176,15 +179,20 @@ impl Forwarder {
     }
 
     /// Delivers `events` whole, retrying; gives the failure streak carried on (0 once through).
-    async fn deliver(&self, name: &str, events: &[DriftEvent<'_>], mut failures: u64) -> u64 {
+    /// The lag gauges are current at every attempt: the batch's undelivered events and the
+    /// journal not yet read.
+    async fn deliver(&self, name: &str, events: &[Record<'_>], backlog: &Backlog, mut failures: u64) -> u64 {
         let mut done = 0;
         let mut wait = FIRST_RETRY;
         while done < events.len() {
-            let age = (OffsetDateTime::now_utc() - events[done].time).whole_seconds();
+            let waiting = i64::try_from(events.len() - done).unwrap_or(i64::MAX);
+            self.meters.lag_events.set(backlog.lines(&self.synced).saturating_add(waiting));
+            let age = (OffsetDateTime::now_utc() - events[done].event.time).whole_seconds();
             self.meters.lag_seconds.set(age.max(0));
             match self.sink.deliver(&events[done..]).await {
                 Ok(()) => {
                     self.meters.delivered.inc_by((events.len() - done) as u64);
+                    self.meters.lag_events.set(backlog.lines(&self.synced));
                     if failures > 0 {
                         tracing::info!(sink = %name, failed_attempts = failures, "the sink takes drift events again");
                     }
@@ -197,7 +205,7 @@ impl Forwarder {
                     if rejected > 0 {
                         let rejected = rejected.min(events.len() - done);
                         self.meters.dropped.inc_by(rejected as u64);
-                        tracing::error!(sink = %name, event = %events[done].id, events = rejected, %reason, "the receiver refuses drift events for good; dropped for this sink");
+                        tracing::error!(sink = %name, event = %events[done].event.id, events = rejected, %reason, "the receiver refuses drift events for good; dropped for this sink");
                         done += rejected;
                         continue;
                     }
@@ -213,12 +221,44 @@ impl Forwarder {
         failures
     }
 
-    /// Until the journal says a batch was synced (or a while passes).
-    async fn wait(&mut self) {
+    /// Until the journal says a batch was synced (or a while passes); then gathers a batch.
+    async fn wait(&mut self, backlog: &Backlog) {
         tokio::select! {
             changed = self.synced.changed() => if changed.is_err() { tokio::time::sleep(IDLE_CHECK).await },
             () = tokio::time::sleep(IDLE_CHECK) => {}
         }
+        self.gather(backlog).await;
+    }
+
+    /// Until `batch_max_wait` has passed or `batch_max_events` lines wait to be read. It looks
+    /// every [`GATHER_POLL`] rather than at every synced batch: under load that would wake this
+    /// thread, and make the journal's writer wake it, thousands of times a second.
+    async fn gather(&mut self, backlog: &Backlog) {
+        let deadline = tokio::time::Instant::now() + self.settings.batch_max_wait();
+        let full = i64::try_from(self.settings.batch_max_events).unwrap_or(i64::MAX);
+        while backlog.lines(&self.synced) < full {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep((deadline - now).min(GATHER_POLL)).await;
+        }
+        // What was synced meanwhile is about to be read: no wake-up owed for it.
+        self.synced.mark_unchanged();
+    }
+}
+
+/// How many journal lines a sink has still to read: those pending when it started, plus those
+/// the writer has synced since, minus those it has read or lost to rotation.
+struct Backlog {
+    base: i64,
+    consumed: i64,
+}
+
+impl Backlog {
+    fn lines(&self, synced: &watch::Receiver<Synced>) -> i64 {
+        let synced = i64::try_from(synced.borrow().lines).unwrap_or(i64::MAX);
+        self.base.saturating_add(synced).saturating_sub(self.consumed).max(0)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod client;
 pub mod events;
 pub mod forwarder;
 pub mod otlp;
+pub mod runner;
 pub mod settings;
 pub mod stdout;
 pub mod webhook;
@@ -24,6 +25,16 @@ pub use events::{EventSink, EventSinkConfig, SinkError};
 pub use settings::{SinkSettings, SinkType};
 
 use crate::event::DriftEvent;
+
+/// A drift event a sink is to deliver, and the journal line it was read from (JSON, without
+/// the newline): a sink that sends the event as it is recorded writes the line.
+#[derive(Debug)]
+pub struct Record<'a> {
+    /// The event.
+    pub event: DriftEvent<'a>,
+    /// Its journal line.
+    pub line: &'a [u8],
+}
 
 /// A delivery that did not go through whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +80,7 @@ impl Sink {
     }
 
     /// Delivers `events` in order.
-    pub async fn deliver(&self, events: &[DriftEvent<'_>]) -> Result<(), Failure> {
+    pub async fn deliver(&self, events: &[Record<'_>]) -> Result<(), Failure> {
         match self {
             Sink::Stdout(s) => s.deliver(events).await,
             Sink::Otlp(o) => o.deliver(events).await,

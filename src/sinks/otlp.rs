@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
 use super::settings::SinkSettings;
-use super::{Failure, client};
+use super::{Failure, Record, client};
 use crate::event::{Decision, DriftEvent};
 
 /// The log records' event name.
@@ -59,8 +59,8 @@ impl Otlp {
     }
 
     /// Exports the events in one request.
-    pub async fn deliver(&self, events: &[DriftEvent<'_>]) -> Result<(), Failure> {
-        let body = request(self.resource.clone(), events, now_nanos()).encode_to_vec();
+    pub async fn deliver(&self, events: &[Record<'_>]) -> Result<(), Failure> {
+        let body = request(self.resource.clone(), events.iter().map(|r| &r.event), now_nanos()).encode_to_vec();
         let posted = client::post(&self.client, &self.endpoint, &self.headers, "application/x-protobuf", body).await;
         // A payload the collector will never take is dropped whole (OTLP/HTTP: 400 is not
         // retryable); anything else is retried.
@@ -87,8 +87,12 @@ pub fn resource(pod: Option<String>) -> Resource {
 }
 
 /// One export request holding one log record an event.
-pub fn request(resource: Resource, events: &[DriftEvent<'_>], observed: u64) -> ExportLogsServiceRequest {
-    let log_records = events.iter().map(|e| record(e, observed)).collect();
+pub fn request<'a>(
+    resource: Resource,
+    events: impl IntoIterator<Item = &'a DriftEvent<'a>>,
+    observed: u64,
+) -> ExportLogsServiceRequest {
+    let log_records = events.into_iter().map(|e| record(e, observed)).collect();
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(resource),

@@ -131,6 +131,11 @@ pub struct SinkSettings {
     /// Most drift events in one delivery.
     #[serde(default = "default_batch")]
     pub batch_max_events: usize,
+    /// Milliseconds a caught-up sink gathers events after the first new one before it delivers
+    /// (sooner once `batch_max_events` are waiting): one request and one cursor write for a
+    /// burst instead of one per event.
+    #[serde(default = "default_batch_wait")]
+    pub batch_max_wait_ms: u64,
 }
 
 fn default_timeout() -> u64 {
@@ -138,7 +143,11 @@ fn default_timeout() -> u64 {
 }
 
 fn default_batch() -> usize {
-    100
+    500
+}
+
+fn default_batch_wait() -> u64 {
+    1000
 }
 
 impl SinkSettings {
@@ -159,7 +168,13 @@ impl SinkSettings {
             include_dry_run: false,
             replay: false,
             batch_max_events: default_batch(),
+            batch_max_wait_ms: default_batch_wait(),
         }
+    }
+
+    /// How long a caught-up sink gathers events before it delivers.
+    pub fn batch_max_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.batch_max_wait_ms)
     }
 
     /// The sink's name.
@@ -205,6 +220,9 @@ impl SinkSettings {
         if self.batch_max_events == 0 || self.batch_max_events > 10_000 {
             return fail("batch_max_events must be between 1 and 10000");
         }
+        if self.batch_max_wait_ms > 60_000 {
+            return fail("batch_max_wait_ms must be at most 60000");
+        }
         Ok(())
     }
 }
@@ -245,6 +263,7 @@ mod tests {
         assert_eq!(sinks[1].url, Some(Secret::Env { from_env: "SLACK_URL".into() }));
         assert_eq!(sinks[2].headers["Authorization"], Secret::File { from_file: "/t".into() });
         assert_eq!(sinks[1].decisions, [Decision::Denied, Decision::BreakGlass]);
+        assert_eq!((sinks[0].batch_max_events, sinks[0].batch_max_wait_ms), (500, 1000));
         for (yaml, says) in [
             ("- type: webhook\n", "needs a url"),
             ("- type: stdout\n- type: stdout\n", "used twice"),
@@ -253,6 +272,7 @@ mod tests {
             ("- type: stdout\n  endpont: x\n", "unknown field"),
             ("- type: kafka\n", "unknown variant"),
             ("- type: webhook\n  url: x\n  timeout_seconds: 0\n", "timeout_seconds"),
+            ("- type: stdout\n  batch_max_wait_ms: 600000\n", "batch_max_wait_ms"),
         ] {
             let e = parse(yaml).unwrap_err();
             assert!(e.contains(says), "{yaml}: {e}");

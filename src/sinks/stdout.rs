@@ -4,19 +4,20 @@
 
 use tokio::io::AsyncWriteExt as _;
 
-use super::Failure;
-use crate::event::DriftEvent;
+use super::{Failure, Record};
 
 /// Writes drift events to standard output.
 #[derive(Debug, Default)]
 pub struct Stdout;
 
 impl Stdout {
-    /// Writes the events' lines in one write, then flushes.
-    pub async fn deliver(&self, events: &[DriftEvent<'_>]) -> Result<(), Failure> {
-        let mut out = Vec::new();
-        for event in events {
-            out.extend_from_slice(&event.to_line());
+    /// Writes the events' journal lines (each a drift event's JSON, as recorded) in one write,
+    /// then flushes.
+    pub async fn deliver(&self, events: &[Record<'_>]) -> Result<(), Failure> {
+        let mut out = Vec::with_capacity(events.iter().map(|r| r.line.len() + 1).sum());
+        for record in events {
+            out.extend_from_slice(record.line);
+            out.push(b'\n');
         }
         let mut stdout = tokio::io::stdout();
         let written = async {

@@ -10,7 +10,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
 use super::settings::{SinkSettings, WebhookFormat};
-use super::{Failure, client};
+use super::{Failure, Record, client};
 use crate::event::{Decision, DriftEvent};
 
 /// The CloudEvents `type` of a drift event.
@@ -52,8 +52,8 @@ impl Webhook {
     }
 
     /// POSTs the events one by one, in order; stops at the first that is not accepted.
-    pub async fn deliver(&self, events: &[DriftEvent<'_>]) -> Result<(), Failure> {
-        for (i, event) in events.iter().enumerate() {
+    pub async fn deliver(&self, events: &[Record<'_>]) -> Result<(), Failure> {
+        for (i, Record { event, .. }) in events.iter().enumerate() {
             let (content_type, body) = match self.format {
                 WebhookFormat::Cloudevents => ("application/cloudevents+json", cloudevent(event, &self.source)),
                 WebhookFormat::Slack => ("application/json", slack(event)),
