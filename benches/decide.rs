@@ -63,7 +63,12 @@ fn scaled_review(bytes: usize) -> Vec<u8> {
 }
 
 fn decide_once(set: &PolicySet, body: &[u8]) -> bool {
-    let stamp = EventStamp { id: "bench".to_owned(), time: time::OffsetDateTime::UNIX_EPOCH, trace_id: None };
+    let stamp = EventStamp {
+        id: "bench".to_owned(),
+        time: time::OffsetDateTime::UNIX_EPOCH,
+        trace_id: None,
+        source: Default::default(),
+    };
     match admission::parse(body) {
         Ok(review) => driftgate::admit(set, &review.request, Endpoint::validate(None), &stamp)
             .map(|o| o.answered.is_allowed())

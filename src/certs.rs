@@ -99,20 +99,66 @@ pub fn generate(req: &CertRequest) -> Result<CertBundle, CertError> {
     Ok(CertBundle { ca_pem: ca_cert.pem(), cert_pem: leaf_cert.pem(), key_pem: leaf_key.serialize_pem() })
 }
 
-/// Writes `ca.crt`, `tls.crt` and `tls.key` (mode 0600) into `dir`, creating it.
-/// Refuses to replace existing files unless `force`.
-pub fn write(dir: &Path, bundle: &CertBundle, force: bool) -> Result<(), CertError> {
-    let files =
-        [(CA_CRT, &bundle.ca_pem, 0o644), (TLS_CRT, &bundle.cert_pem, 0o644), (TLS_KEY, &bundle.key_pem, 0o600)];
+/// PEM text of a client CA and a client certificate it signed.
+#[derive(Debug, Clone)]
+pub struct ClientBundle {
+    /// The client CA (driftgate's `--client-ca`).
+    pub ca_pem: String,
+    /// The client certificate (the kube-apiserver presents it).
+    pub cert_pem: String,
+    /// Its key (PKCS#8).
+    pub key_pem: String,
+}
+
+/// Makes a client CA and a client certificate for `common_name` (the kube-apiserver's identity
+/// towards driftgate).
+pub fn generate_client(common_name: &str, days: u32) -> Result<ClientBundle, CertError> {
+    let now = OffsetDateTime::now_utc();
+    let (not_before, not_after) = (now - Duration::minutes(5), now + Duration::days(i64::from(days.max(1))));
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name.push(DnType::CommonName, "driftgate client CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.not_before = not_before;
+    ca.not_after = not_after;
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let mut leaf = CertificateParams::new(Vec::<String>::new())?;
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name.push(DnType::CommonName, common_name);
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    leaf.not_before = not_before;
+    leaf.not_after = not_after;
+    let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
+    Ok(ClientBundle { ca_pem: ca_cert.pem(), cert_pem: leaf_cert.pem(), key_pem: leaf_key.serialize_pem() })
+}
+
+/// Writes `files` (name, text, mode) into `dir`, creating it; refuses to replace existing
+/// files unless `force`.
+pub fn write_files(dir: &Path, files: &[(&str, &str, u32)], force: bool) -> Result<(), CertError> {
     if !force && let Some((name, _, _)) = files.iter().find(|(name, _, _)| dir.join(name).exists()) {
         return Err(CertError::Exists(dir.join(name)));
     }
     std::fs::create_dir_all(dir).map_err(|source| CertError::Write { path: dir.to_owned(), source })?;
-    for (name, pem, mode) in files {
+    for (name, text, mode) in files {
         let path = dir.join(name);
-        write_file(&path, pem.as_bytes(), mode).map_err(|source| CertError::Write { path, source })?;
+        write_file(&path, text.as_bytes(), *mode).map_err(|source| CertError::Write { path, source })?;
     }
     Ok(())
+}
+
+/// Writes `ca.crt`, `tls.crt` and `tls.key` (mode 0600) into `dir`, creating it.
+/// Refuses to replace existing files unless `force`.
+pub fn write(dir: &Path, bundle: &CertBundle, force: bool) -> Result<(), CertError> {
+    write_files(
+        dir,
+        &[(CA_CRT, &bundle.ca_pem, 0o644), (TLS_CRT, &bundle.cert_pem, 0o644), (TLS_KEY, &bundle.key_pem, 0o600)],
+        force,
+    )
 }
 
 /// Writes a file through a temporary name and a rename, so a reader never sees half of it.

@@ -1,7 +1,7 @@
 //! The command line: one subcommand per command of DESIGN.md.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -93,6 +93,20 @@ struct CertsArgs {
     /// Replace existing files.
     #[arg(long)]
     force: bool,
+    /// Instead: make a client CA and a client certificate with this common name for the
+    /// kube-apiserver (e.g. kube-apiserver), with its AdmissionConfiguration and kubeconfig.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["dns", "ip"])]
+    client: Option<String>,
+    /// --client: driftgate's namespace (the kubeconfig names driftgate.NS.svc).
+    #[arg(long, value_name = "NS", default_value = "driftgate", requires = "client")]
+    namespace: String,
+    /// --client: the host the webhooks call instead of the Service (HOST:PORT of a --url install).
+    #[arg(long, value_name = "HOST", requires = "client")]
+    host: Option<String>,
+    /// --client: where the kube-apiserver will read the files (the path admission-config.yaml
+    /// names) [default: /etc/kubernetes/driftgate].
+    #[arg(long, value_name = "DIR", requires = "client")]
+    apiserver_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -133,7 +147,18 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Check { dir } => return commands::check::run(&dir),
-        Command::Certs(args) => commands::certs::run(&args.out, args.dns, args.ip, args.days, args.force),
+        Command::Certs(args) => match &args.client {
+            Some(name) => commands::certs::run_client(
+                &args.out,
+                name,
+                &args.namespace,
+                args.host.as_deref(),
+                args.apiserver_dir.as_deref().unwrap_or(Path::new("/etc/kubernetes/driftgate")),
+                args.days,
+                args.force,
+            ),
+            None => commands::certs::run(&args.out, args.dns, args.ip, args.days, args.force),
+        },
         Command::Manifests(args) => commands::manifests::run(&args).map_err(Into::into),
         Command::Register(args) => commands::register::run(&args).map_err(Into::into),
         Command::Unregister => commands::register::run_unregister().map_err(Into::into),

@@ -91,6 +91,18 @@ pub struct Settings {
     /// as YAML or JSON).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sinks: Vec<SinkSettings>,
+    /// Drift events a second one source address may produce, sustained, before the rest are
+    /// summarised (counted into one journal line every 10 s) instead of journaled one by one;
+    /// 0 turns the limit off.
+    pub rate_limit_per_source: f64,
+    /// Drift events one source may produce at once before the rate limit applies.
+    pub rate_limit_burst: u32,
+    /// Hours a rotated journal file is kept, whatever `journal_keep` says, after its last
+    /// event (until `journal_max_total_bytes`).
+    pub journal_min_retention_hours: u64,
+    /// The most bytes all journal files may take: beyond it the oldest unauthenticated events
+    /// go first, then the oldest files, whatever their age (counted and logged).
+    pub journal_max_total_bytes: u64,
 }
 
 impl Default for Settings {
@@ -117,6 +129,10 @@ impl Default for Settings {
             events: EventsMode::Auto,
             journal_undelivered_max_bytes: 256 * 1024 * 1024,
             sinks: Vec::new(),
+            rate_limit_per_source: 20.0,
+            rate_limit_burst: 200,
+            journal_min_retention_hours: 24,
+            journal_max_total_bytes: 768 * 1024 * 1024,
         }
     }
 }
@@ -152,6 +168,8 @@ impl Settings {
             cert_reload_seconds: 1,
             policy_reload_seconds: 1,
             events: EventsMode::Off,
+            // Rotation tests rotate within seconds.
+            journal_min_retention_hours: 0,
             ..Settings::default()
         }
     }
@@ -220,6 +238,18 @@ impl Settings {
             return invalid(
                 "journal_undelivered_max_bytes",
                 "must be at least journal_max_bytes (a sink may be a whole file behind)",
+            );
+        }
+        if !(self.rate_limit_per_source >= 0.0 && self.rate_limit_per_source.is_finite()) {
+            return invalid("rate_limit_per_source", "must be a number of events a second, 0 or more (0: off)");
+        }
+        if self.rate_limit_per_source > 0.0 && self.rate_limit_burst == 0 {
+            return invalid("rate_limit_burst", "must be at least 1 while rate_limit_per_source is set");
+        }
+        if self.journal_max_total_bytes < 2 * self.journal_max_bytes {
+            return invalid(
+                "journal_max_total_bytes",
+                "must be at least twice journal_max_bytes (the live file and one rotated file)",
             );
         }
         sink_settings::validate_all(&self.sinks).map_err(|reason| ConfigError::Invalid { field: "sinks", reason })?;

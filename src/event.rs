@@ -300,6 +300,64 @@ pub struct DriftEvent<'a> {
     /// exported over OTLP: the sinks' records point at the trace.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<Cow<'a, str>>,
+    /// Who delivered the request to driftgate (absent in events recorded before it was kept).
+    #[serde(borrow, default, skip_serializing_if = "Source::is_unknown")]
+    pub source: Source<'a>,
+    /// Set when this line stands for many: the source was over its rate limit, and its drift
+    /// events since `since` were counted, not journaled one by one; this is the last of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<RateLimited>,
+}
+
+/// Who delivered a request to driftgate: the connection's peer, and what it proved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Source<'a> {
+    /// The peer's IP address.
+    #[serde(borrow, default)]
+    pub address: Cow<'a, str>,
+    /// Whether it presented a client certificate that the configured client CA signed (the
+    /// kube-apiserver does, when given one): only then is the request known to come from the
+    /// control plane.
+    #[serde(default)]
+    pub authenticated: bool,
+    /// That certificate's subject (`CN=kube-apiserver`).
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<Cow<'a, str>>,
+}
+
+impl Source<'_> {
+    /// An event recorded before sources were kept.
+    pub fn is_unknown(&self) -> bool {
+        self.address.is_empty() && !self.authenticated && self.certificate.is_none()
+    }
+
+    /// The same source, owning its strings.
+    pub fn into_owned(self) -> Source<'static> {
+        Source {
+            address: Cow::Owned(self.address.into_owned()),
+            authenticated: self.authenticated,
+            certificate: self.certificate.map(|c| Cow::Owned(c.into_owned())),
+        }
+    }
+}
+
+/// Drift events of a rate-limited source, summarised in one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimited {
+    /// How many drift events the line stands for (this one included).
+    pub count: u64,
+    /// When the first of them was decided.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+}
+
+impl DriftEvent<'_> {
+    /// How many drift events this line stands for: 1, or the count of a rate-limit summary.
+    pub fn count(&self) -> u64 {
+        self.rate_limited.map_or(1, |r| r.count)
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -369,6 +427,8 @@ impl<'a> DriftEvent<'a> {
             changes_omitted: self.changes_omitted,
             request_uid: own(self.request_uid),
             trace_id: self.trace_id.map(own),
+            source: self.source.into_owned(),
+            rate_limited: self.rate_limited,
         }
     }
 }
@@ -416,6 +476,15 @@ mod tests {
             assert_eq!(event.resource.kind_label(), "deployments/scale");
             assert_eq!(String::from_utf8(event.to_line()).unwrap(), format!("{line}\n"));
         }
+        let summary = LINE.replace(
+            r#""requestUid":"57b2f500-a8ca-4930-b895-019970830612""#,
+            r#""requestUid":"57b2f500-a8ca-4930-b895-019970830612","source":{"address":"10.0.0.7","authenticated":true,"certificate":"CN=kube-apiserver"},"rateLimited":{"count":40,"since":"2026-11-23T23:30:30Z"}"#,
+        );
+        let event = DriftEvent::parse(summary.as_bytes()).unwrap();
+        assert_eq!((event.source.address.as_ref(), event.source.authenticated), ("10.0.0.7", true));
+        assert_eq!(event.count(), 40);
+        assert_eq!(String::from_utf8(event.to_line()).unwrap(), format!("{summary}\n"));
+        assert!(DriftEvent::parse(LINE.as_bytes()).unwrap().source.is_unknown());
     }
 
     #[test]

@@ -40,11 +40,24 @@ pub struct RequestLabels {
 pub struct DriftLabels {
     /// `denied`, `warned`, `audited`, `repaired`, `break-glass`.
     pub decision: &'static str,
+    /// `true` when the caller presented a client certificate the client CA signed.
+    pub authenticated: &'static str,
     /// The object's kind.
     pub kind: String,
     /// The object's namespace.
     pub namespace: String,
 }
+
+/// Labels of a rate-limited source.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// Its address (`other` past [`MAX_SOURCE_LABELS`] addresses).
+    pub source: String,
+}
+
+/// The most source addresses named in `driftgate_rate_limited_events_total`; the rest are
+/// counted as `other`, so a flood from many addresses cannot grow the metrics without bound.
+pub const MAX_SOURCE_LABELS: usize = 64;
 
 /// Labels of a refused (4xx) request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -144,6 +157,8 @@ pub struct Metrics {
     journal_fsync: Histogram,
     journal_errors: Counter,
     sinks: SinkFamilies,
+    rate_limited: Family<SourceLabels, Counter>,
+    rate_limited_named: std::sync::Mutex<rustc_hash::FxHashSet<String>>,
 }
 
 impl Default for Metrics {
@@ -228,6 +243,12 @@ impl Metrics {
             "Age of the oldest drift event a sink has not yet delivered (0 when caught up)",
             sinks.lag_seconds.clone(),
         );
+        let rate_limited = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "driftgate_rate_limited_events",
+            "Drift events over a source's rate limit: answered, and summarised in the journal instead of journaled one by one",
+            rate_limited.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("driftgate_build_info", "The running build", build);
@@ -244,6 +265,8 @@ impl Metrics {
             journal_fsync,
             journal_errors,
             sinks,
+            rate_limited,
+            rate_limited_named: std::sync::Mutex::default(),
         }
     }
 
@@ -289,6 +312,15 @@ impl Metrics {
     pub fn drift_event(&self, labels: DriftLabels, append: Duration) {
         self.journal_append.observe(append.as_secs_f64());
         self.drift_events.get_or_create(&labels).inc();
+    }
+
+    /// Counts `n` drift events of `source` over its rate limit.
+    pub fn rate_limited(&self, source: &str, n: u64) {
+        let named = self.rate_limited_named.lock().is_ok_and(|mut named| {
+            named.contains(source) || (named.len() < MAX_SOURCE_LABELS && named.insert(source.to_owned()))
+        });
+        let source = if named { source } else { "other" };
+        self.rate_limited.get_or_create(&SourceLabels { source: source.to_owned() }).inc_by(n);
     }
 
     /// The OpenMetrics text of every metric.

@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::certs::{self, CertError};
 use crate::config::Settings;
-use crate::http::{self, AppState, Shutdown, tls};
+use crate::http::{self, AppState, Shutdown, flood, tls};
 use crate::journal::{Journal, JournalConfig, JournalObserver};
 use crate::metrics::Metrics;
 use crate::policy::{self, LoadError, PolicySet};
@@ -143,6 +143,8 @@ impl App {
                 keep: settings.journal_keep,
                 readers: settings.sinks.iter().map(|s| s.name().to_owned()).collect(),
                 undelivered_max_bytes: settings.journal_undelivered_max_bytes,
+                min_retention: Duration::from_secs(settings.journal_min_retention_hours.saturating_mul(3600)),
+                max_total_bytes: settings.journal_max_total_bytes,
             },
             Some(observer),
         );
@@ -172,6 +174,10 @@ impl App {
             request_timeout: Duration::from_secs(settings.request_timeout_seconds),
             require_client_cert: settings.client_ca.is_some(),
             events,
+            flood: flood::Limiter::new(flood::Limit {
+                rate: settings.rate_limit_per_source,
+                burst: f64::from(settings.rate_limit_burst),
+            }),
         });
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -250,6 +256,8 @@ impl App {
         };
         let policies = tokio::spawn(self.reload_policies());
         let summary = tokio::spawn(summarise_drift(self.state.journal.clone()));
+        let floods = tokio::spawn(flood::summarise(self.state.clone()));
+        let state = self.state.clone();
         let certificates = tokio::spawn(self.reload_certificates());
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_server = tokio::spawn(
@@ -264,6 +272,9 @@ impl App {
         policies.abort();
         certificates.abort();
         summary.abort();
+        floods.abort();
+        // What a rate-limited source did since the last summary is journaled before leaving.
+        flood::journal_summaries(&state).await;
         if let Some(forwarding) = forwarding {
             tokio::task::spawn_blocking(move || forwarding.stop()).await.ok();
         }
@@ -363,6 +374,12 @@ impl App {
         metrics.counter_fn("driftgate_journal_lines", "Drift events made durable in the journal", move || {
             j.stats().appended.load(Ordering::Relaxed) as i64
         });
+        let j = self.state.journal.clone();
+        metrics.counter_fn(
+            "driftgate_journal_evicted_events",
+            "Drift events removed to keep the journal within journal_max_total_bytes (unauthenticated first)",
+            move || j.stats().evicted.load(Ordering::Relaxed) as i64,
+        );
         let expiry = self.cert_expiry.clone();
         metrics.gauge_fn(
             "driftgate_certificate_expiry_timestamp_seconds",

@@ -18,7 +18,9 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -297,6 +299,27 @@ fn url_flag_gives_client_config_url_instead_of_the_service() {
 }
 
 #[test]
+fn webhook_source_cidrs_close_the_webhook_port_to_everyone_else() {
+    let port_rule = |stdout: &str| {
+        let np: NetworkPolicy = of_kind(&documents(stdout), "NetworkPolicy");
+        let ingress = np.spec.unwrap().ingress.unwrap();
+        ingress.into_iter().find(|r| r.ports.as_ref().unwrap()[0].port == Some(IntOrString::Int(8443))).unwrap()
+    };
+    // The default admits the webhook port from anywhere (the README says so).
+    let (stdout, _) = manifests_stdout(&[]);
+    assert!(port_rule(&stdout).from.is_none());
+    let (stdout, _) = manifests_stdout(&["--webhook-source-cidr", "10.0.0.0/24", "--webhook-source-cidr", "fd00::7"]);
+    let cidrs: Vec<String> = port_rule(&stdout).from.unwrap().into_iter().map(|p| p.ip_block.unwrap().cidr).collect();
+    assert_eq!(cidrs, ["10.0.0.0/24", "fd00::7/128"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _) = mk_ca(dir.path());
+    let out = driftgate(&["manifests", "--ca-bundle", ca.to_str().unwrap(), "--webhook-source-cidr", "10.0.0/24"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--webhook-source-cidr \"10.0.0/24\"") && err.contains("10.0.0.0/24"), "{err}");
+}
+
+#[test]
 fn namespace_and_image_flags_move_the_install() {
     let (stdout, _) = manifests_stdout(&["--namespace", "mesh-guard", "--image", "registry.example/driftgate:1.2.3"]);
     let docs = documents(&stdout);
@@ -511,6 +534,12 @@ fn kustomize_builds_the_base_and_the_cert_manager_overlay() {
     let volumes = spec.template.spec.unwrap().volumes.unwrap();
     let journal = volumes.iter().find(|v| v.name == "journal").unwrap();
     assert_eq!(journal.empty_dir.as_ref().unwrap().size_limit.as_ref().unwrap().0, "1Gi");
+    // The webhook port open to the control plane's CIDRs only.
+    let sources = build("manifests/webhook-sources");
+    let np: NetworkPolicy = of_kind(&sources, "NetworkPolicy");
+    let rule = &np.spec.unwrap().ingress.unwrap()[0];
+    assert_eq!(rule.ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(8443)));
+    assert_eq!(rule.from.as_ref().unwrap()[0].ip_block.as_ref().unwrap().cidr, "192.0.2.0/24");
     let overlay = build("manifests/cert-manager");
     for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
         let doc = overlay.iter().find(|d| d["kind"] == kind).unwrap();

@@ -140,24 +140,11 @@ async fn a_million_element_array_within_the_limit_is_answered() {
     server.stop().await;
 }
 
-/// A client CA and a client certificate it signed, as PEM: (ca, cert + key).
-fn client_identity() -> (String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let mut client = CertificateParams::new(vec!["kube-apiserver".to_owned()]).unwrap();
-    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let key = KeyPair::generate().unwrap();
-    let cert = client.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), format!("{}{}", cert.pem(), key.serialize_pem()))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_client_ca_only_the_apiserver_certificate_is_answered() {
-    let (ca, identity) = client_identity();
+    // What `driftgate certs --client kube-apiserver` makes.
+    let client = driftgate::certs::generate_client("kube-apiserver", 1).unwrap();
+    let (ca, identity) = (client.ca_pem, format!("{}{}", client.cert_pem, client.key_pem));
     let dir = tempfile::tempdir().unwrap();
     let ca_path = dir.path().join("client-ca.crt");
     std::fs::write(&ca_path, ca).unwrap();
@@ -167,6 +154,7 @@ async fn with_a_client_ca_only_the_apiserver_certificate_is_answered() {
     let (status, answer) = server.validate_fixture(EDIT).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
     assert_eq!(server.get("/healthz").await.0, StatusCode::OK);
+    assert!(server.journal().is_empty(), "a refused caller journals nothing");
 
     let apiserver = reqwest::Client::builder()
         .tls_backend_rustls()
@@ -185,5 +173,19 @@ async fn with_a_client_ca_only_the_apiserver_certificate_is_answered() {
     assert_eq!(resp.status(), StatusCode::OK);
     let answer: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(answer["response"]["allowed"], false);
+    // The drift event says who called, and that it proved it.
+    let journal = server.journal();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(
+        journal[0]["source"],
+        serde_json::json!({"address": "127.0.0.1", "authenticated": true, "certificate": "CN=kube-apiserver"})
+    );
+    let metrics = server.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("driftgate_drift_events_total{") && l.contains(r#"authenticated="true""#)),
+        "{metrics}"
+    );
     server.stop().await;
 }

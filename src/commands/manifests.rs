@@ -44,6 +44,11 @@ pub struct ManifestsArgs {
     /// Container image of the Deployment.
     #[arg(long, value_name = "IMAGE", default_value = install::DEFAULT_IMAGE)]
     pub image: String,
+    /// Let only these CIDRs reach the webhook port (the control plane's addresses; repeat the
+    /// flag). Without it the NetworkPolicy admits the webhook port from anywhere, the whole
+    /// cluster network included.
+    #[arg(long = "webhook-source-cidr", value_name = "CIDR")]
+    pub webhook_source_cidrs: Vec<String>,
 }
 
 /// Why `driftgate manifests` failed.
@@ -59,7 +64,8 @@ pub enum ManifestsError {
 
 /// Prints the install for the flags to standard output.
 pub fn run(args: &ManifestsArgs) -> Result<(), ManifestsError> {
-    let inputs = args.install.inputs(&args.image)?;
+    let mut inputs = args.install.inputs(&args.image)?;
+    inputs.options.webhook_sources = install::check_cidrs(&args.webhook_source_cidrs)?;
     let text = install::render(&install::manifests(&inputs)?);
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(ManifestsError::Stdout)

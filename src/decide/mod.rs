@@ -97,6 +97,8 @@ pub struct EventStamp {
     pub time: OffsetDateTime,
     /// The trace id of the request's span, when traces are exported.
     pub trace_id: Option<String>,
+    /// Who delivered the request.
+    pub source: crate::event::Source<'static>,
 }
 
 /// What [`admit`] concludes: the verdict, the answer to send and the event to journal first.
@@ -232,6 +234,8 @@ fn record_of(
         changes_omitted: drift.changes.omitted as u64,
         request_uid: Owned(req.uid.clone()),
         trace_id: stamp.trace_id.clone().map(Owned),
+        source: stamp.source.clone(),
+        rate_limited: None,
     }
 }
 

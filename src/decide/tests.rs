@@ -79,7 +79,12 @@ fn run(set: &PolicySet, r: Req) -> Verdict {
     })
     .to_string();
     let review = admission::parse(body.as_bytes()).unwrap();
-    let stamp = EventStamp { id: "E".into(), time: time::OffsetDateTime::UNIX_EPOCH, trace_id: None };
+    let stamp = EventStamp {
+        id: "E".into(),
+        time: time::OffsetDateTime::UNIX_EPOCH,
+        trace_id: None,
+        source: Default::default(),
+    };
     admit(set, &review.request, Endpoint::validate(None), &stamp).unwrap().verdict
 }
 

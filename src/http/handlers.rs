@@ -19,13 +19,10 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use super::AppState;
+use super::caller::Caller;
 use crate::admission;
 use crate::decide::{self, Endpoint, EventStamp, Hook, Judges, Rule};
 use crate::metrics::{DriftLabels, RequestLabels};
-
-/// Set per connection: whether the peer presented a client certificate that verified.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerCertificate(pub bool);
 
 /// A request this server will not answer with an AdmissionReview.
 #[derive(Debug)]
@@ -112,7 +109,8 @@ pub async fn mutate_policy(
 async fn serve(state: &AppState, request: Request, hook: Hook, policy: Option<String>) -> Result<Response, ApiError> {
     let started = Instant::now();
     let path = hook.as_str();
-    let verified = request.extensions().get::<PeerCertificate>().is_some_and(|p| p.0);
+    let caller = request.extensions().get::<Caller>().cloned();
+    let verified = caller.as_ref().is_some_and(Caller::authenticated);
     let result = if state.require_client_cert && !verified {
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -147,6 +145,7 @@ async fn answer(
     endpoint: Endpoint<'_>,
 ) -> Result<(Vec<u8>, RequestLabels), ApiError> {
     check_content_type(&request)?;
+    let caller = request.extensions().get::<Caller>().cloned();
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
     let review = admission::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let req = &review.request;
@@ -166,6 +165,7 @@ async fn answer(
         id: uuid::Uuid::now_v7().to_string(),
         time: time::OffsetDateTime::now_utc(),
         trace_id: trace_id(&span),
+        source: caller.as_ref().map(Caller::source).unwrap_or_default(),
     };
     let outcome = span
         .in_scope(|| decide::admit(&state.policies.load(), req, endpoint, &stamp))
@@ -173,12 +173,22 @@ async fn answer(
     let verdict = &outcome.verdict;
     span.record("decision", verdict.decision.as_str());
     span.record("policy", verdict.policy_name().unwrap_or("-"));
-    if let Some(event) = &outcome.event {
+    let limited = match (&outcome.event, &caller) {
+        (Some(event), Some(caller)) => !state.flood.admit(caller.address, event, Instant::now()),
+        _ => false,
+    };
+    if limited {
+        // Answered all the same; the journal gets this source's count every few seconds.
+        if let Some(caller) = &caller {
+            state.metrics.rate_limited(&caller.address.to_canonical().to_string(), 1);
+        }
+    } else if let Some(event) = &outcome.event {
         let appending = Instant::now();
         let journaled = state.journal.append(event.to_line()).instrument(span.clone()).await;
         state.metrics.drift_event(
             DriftLabels {
                 decision: event.decision.as_str(),
+                authenticated: if event.source.authenticated { "true" } else { "false" },
                 kind: req.kind.kind.clone(),
                 namespace: event.resource.namespace.to_string(),
             },

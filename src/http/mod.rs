@@ -5,6 +5,8 @@
 //! Every accepted socket sets `TCP_NODELAY` and every answer is written in one piece (no
 //! vectored head/body split), so no answer waits on the peer's delayed ACK.
 
+pub mod caller;
+pub mod flood;
 pub mod handlers;
 pub mod tls;
 
@@ -54,6 +56,8 @@ pub struct AppState {
     pub require_client_cert: bool,
     /// Kubernetes Events for drift, when a cluster is configured.
     pub events: Option<Arc<EventSink>>,
+    /// The per-source rate limit of drift events.
+    pub flood: flood::Limiter,
 }
 
 /// How the accept loop stops: after `shutdown` it turns unready and keeps serving for `delay`
@@ -132,10 +136,10 @@ async fn serve_connection(
             Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
             Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
         };
-        // Whether this peer proved itself with a client certificate the configured CA
-        // signed (rustls verified it during the handshake).
-        let verified = handlers::PeerCertificate(tls.get_ref().1.peer_certificates().is_some());
-        let app = app.layer(axum::Extension(verified));
+        // Who calls: the address, and the client certificate the configured CA signed, if
+        // the peer presented one (rustls verified it during the handshake).
+        let caller = caller::Caller::new(peer.ip(), tls.get_ref().1.peer_certificates());
+        let app = app.layer(axum::Extension(caller));
         let builder = connection_builder(request_timeout);
         let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
         if let Err(e) = watcher.watch(conn).await {

@@ -97,6 +97,14 @@ pub enum InstallError {
         /// The file.
         path: PathBuf,
     },
+    /// A `--webhook-source-cidr` is not an IP network.
+    #[error(
+        "failed to use --webhook-source-cidr {cidr:?}: give an IPv4 or IPv6 network like 10.0.0.0/24 or 2001:db8::/64"
+    )]
+    Cidr {
+        /// The value given.
+        cidr: String,
+    },
     /// `--url` is not an `https://HOST[:PORT][/PATH]` URL.
     #[error("failed to use --url {url:?}: {reason}")]
     Url {
@@ -127,6 +135,9 @@ pub struct InstallOptions {
     pub ca_bundle: Option<Vec<u8>>,
     /// Base URL of a driftgate outside the cluster (`https://HOST:PORT`); `None` for the Service.
     pub url: Option<String>,
+    /// The only CIDRs the NetworkPolicy lets reach the webhook port (the control plane's
+    /// addresses); empty: the whole cluster network and beyond.
+    pub webhook_sources: Vec<String>,
 }
 
 impl Default for InstallOptions {
@@ -136,6 +147,7 @@ impl Default for InstallOptions {
             image: DEFAULT_IMAGE.to_owned(),
             ca_bundle: None,
             url: None,
+            webhook_sources: Vec::new(),
         }
     }
 }
@@ -185,9 +197,37 @@ impl Inputs {
         Ok(Inputs {
             policies: loaded.into_iter().map(|l| l.policy).collect(),
             files,
-            options: InstallOptions { namespace: namespace.to_owned(), image: image.to_owned(), ca_bundle, url },
+            options: InstallOptions {
+                namespace: namespace.to_owned(),
+                image: image.to_owned(),
+                ca_bundle,
+                url,
+                webhook_sources: Vec::new(),
+            },
         })
     }
+}
+
+/// Checks that each value is an IP network (`ADDRESS/PREFIX`, the prefix within the address's
+/// length); a bare address is taken as one host (`/32`, `/128`).
+pub fn check_cidrs(cidrs: &[String]) -> Result<Vec<String>, InstallError> {
+    cidrs
+        .iter()
+        .map(|cidr| {
+            let bad = || InstallError::Cidr { cidr: cidr.clone() };
+            let (address, prefix) = match cidr.split_once('/') {
+                Some((a, p)) => (a, Some(p)),
+                None => (cidr.as_str(), None),
+            };
+            let address: std::net::IpAddr = address.trim().parse().map_err(|_| bad())?;
+            let max = if address.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+                None => max,
+            };
+            Ok(format!("{address}/{prefix}"))
+        })
+        .collect()
 }
 
 /// The default `--ca-bundle`: `certs/ca.crt`, where `driftgate certs --out certs` writes it.
@@ -276,7 +316,10 @@ pub fn manifests(inputs: &Inputs) -> Result<Vec<Manifest>, InstallError> {
             docs: vec![yaml("StatefulSet", &workload::stateful_set(opts, &inputs.files))?],
         },
         Manifest { file: "poddisruptionbudget.yaml", docs: vec![yaml("PodDisruptionBudget", &workload::pdb(ns))?] },
-        Manifest { file: "networkpolicy.yaml", docs: vec![yaml("NetworkPolicy", &workload::network_policy(ns))?] },
+        Manifest {
+            file: "networkpolicy.yaml",
+            docs: vec![yaml("NetworkPolicy", &workload::network_policy(ns, &opts.webhook_sources))?],
+        },
         Manifest {
             file: "webhooks.yaml",
             docs: vec![

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
     VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -371,14 +371,24 @@ fn tcp(port: i32) -> NetworkPolicyPort {
 /// In: the webhook port from anywhere (the kube-apiserver is often not a pod), metrics from pods
 /// of any namespace. Out: the kube-apiserver only (Events), whose address after the Service's
 /// DNAT listens on 443 or 6443; no DNS is needed (the in-cluster client dials an IP).
-pub(crate) fn network_policy(ns: &str) -> NetworkPolicy {
+pub(crate) fn network_policy(ns: &str, webhook_sources: &[String]) -> NetworkPolicy {
+    // The webhook port from the given CIDRs (the control plane), or from anywhere.
+    let webhook_from = (!webhook_sources.is_empty()).then(|| {
+        webhook_sources
+            .iter()
+            .map(|cidr| NetworkPolicyPeer {
+                ip_block: Some(IPBlock { cidr: cidr.clone(), except: None }),
+                ..NetworkPolicyPeer::default()
+            })
+            .collect()
+    });
     NetworkPolicy {
         metadata: meta(APP, Some(ns)),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(selector()),
             policy_types: Some(strings(&["Ingress", "Egress"])),
             ingress: Some(vec![
-                NetworkPolicyIngressRule { ports: Some(vec![tcp(HTTPS_PORT)]), ..NetworkPolicyIngressRule::default() },
+                NetworkPolicyIngressRule { ports: Some(vec![tcp(HTTPS_PORT)]), from: webhook_from },
                 NetworkPolicyIngressRule {
                     ports: Some(vec![tcp(METRICS_PORT)]),
                     from: Some(vec![NetworkPolicyPeer {

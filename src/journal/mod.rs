@@ -20,6 +20,8 @@ pub mod tail;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use crate::event::DriftEvent;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -50,10 +52,16 @@ pub struct JournalConfig {
     /// The most bytes a reader may be behind: beyond it rotation deletes the oldest files all
     /// the same (the reader counts the events it loses).
     pub undelivered_max_bytes: u64,
+    /// Rotated files last written within this are kept, beyond `keep`.
+    pub min_retention: std::time::Duration,
+    /// The most bytes all files may take: beyond it rotation removes the oldest
+    /// unauthenticated events first, then the oldest files (counted as evicted).
+    pub max_total_bytes: u64,
 }
 
 impl JournalConfig {
-    /// A journal at `path`: rotated at 64 MiB, 5 rotated files kept, no readers, 256 MiB cap.
+    /// A journal at `path`: rotated at 64 MiB, 5 rotated files and a day kept, no readers,
+    /// 256 MiB undelivered, 768 MiB in all.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         JournalConfig {
             path: path.into(),
@@ -61,6 +69,8 @@ impl JournalConfig {
             keep: 5,
             readers: Vec::new(),
             undelivered_max_bytes: 256 * 1024 * 1024,
+            min_retention: std::time::Duration::from_secs(24 * 3600),
+            max_total_bytes: 768 * 1024 * 1024,
         }
     }
 }
@@ -138,6 +148,8 @@ pub struct JournalStats {
     pub errors: AtomicU64,
     /// fsyncs done.
     pub syncs: AtomicU64,
+    /// Events removed to keep the files within `max_total_bytes`.
+    pub evicted: AtomicU64,
 }
 
 /// A handle to the journal; clone it freely.
@@ -159,7 +171,14 @@ impl Journal {
         let stats = Arc::new(JournalStats::default());
         let (synced_tx, synced) = watch::channel(Synced::default());
         let drops = DropLedger::default();
-        let mut writer = Writer { config: config.clone(), file: None, ino: 0, synced: synced_tx, drops: drops.clone() };
+        let mut writer = Writer {
+            config: config.clone(),
+            file: None,
+            ino: 0,
+            synced: synced_tx,
+            drops: drops.clone(),
+            stats: stats.clone(),
+        };
         let first = writer.ensure_open();
         if let Err(e) = &first {
             tracing::error!(error = %e, "journal cannot be written: serving unready until it can");
@@ -219,6 +238,8 @@ struct Writer {
     ino: u64,
     synced: watch::Sender<Synced>,
     drops: DropLedger,
+    /// Where evictions are counted.
+    stats: Arc<JournalStats>,
 }
 
 impl Writer {
@@ -367,10 +388,7 @@ impl Writer {
     /// when a reader is more than the cap behind, the oldest files regardless.
     fn retain(&self, path: &Path) -> io::Result<()> {
         let files = read::journal_files(path).map_err(io::Error::other)?;
-        let states: Vec<retention::FileState> = files
-            .iter()
-            .map(|f| retention::FileState { size: std::fs::metadata(f).map(|m| m.len()).unwrap_or(0) })
-            .collect();
+        let states = file_states(&files);
         let mut readers = Vec::new();
         for reader in &self.config.readers {
             let position = match cursor::load(&cursor::cursor_path(path, reader)) {
@@ -388,7 +406,12 @@ impl Writer {
             readers.push((reader, position));
         }
         let positions: Vec<retention::Position> = readers.iter().map(|(_, p)| *p).collect();
-        let plan = retention::plan(&states, &positions, self.config.keep, self.config.undelivered_max_bytes);
+        let keep = retention::Keep {
+            files: self.config.keep,
+            min_age: self.config.min_retention,
+            undelivered: self.config.undelivered_max_bytes,
+        };
+        let plan = retention::plan(&states, &positions, keep);
         for &i in &plan.delete {
             if plan.undelivered.contains(&i) {
                 // Count, for each reader behind, the lines of this file it has not read.
@@ -420,8 +443,98 @@ impl Writer {
         if !plan.delete.is_empty() {
             sync_dir(path)?;
         }
-        Ok(())
+        self.keep_within_total(path)
     }
+
+    /// Keeps all files within `max_total_bytes`, whatever their age: first by removing the
+    /// unauthenticated events of rotated files, oldest file first (anyone could have sent those;
+    /// the control plane's are kept), then by deleting the oldest rotated files. Every event
+    /// removed is counted and logged.
+    fn keep_within_total(&self, path: &Path) -> io::Result<()> {
+        let files = read::journal_files(path).map_err(io::Error::other)?;
+        let mut over = retention::over_total(&file_states(&files), self.config.max_total_bytes);
+        let rotated = &files[..files.len().saturating_sub(1)];
+        for file in rotated {
+            if over == 0 {
+                return Ok(());
+            }
+            let (events, freed) = strip_unauthenticated(file)?;
+            if events > 0 {
+                self.stats.evicted.fetch_add(events, Ordering::Relaxed);
+                tracing::error!(
+                    file = %file.display(),
+                    events,
+                    bytes = freed,
+                    cap = self.config.max_total_bytes,
+                    "the journal is over journal_max_total_bytes: removed the unauthenticated drift events of its oldest file"
+                );
+            }
+            over = over.saturating_sub(freed);
+        }
+        for file in rotated {
+            if over == 0 {
+                break;
+            }
+            let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+            let events = File::open(file).and_then(|f| tail::count_lines(&f, 0)).unwrap_or(0);
+            std::fs::remove_file(file)?;
+            self.stats.evicted.fetch_add(events, Ordering::Relaxed);
+            tracing::error!(
+                file = %file.display(),
+                events,
+                cap = self.config.max_total_bytes,
+                "the journal is over journal_max_total_bytes: deleted its oldest file, younger than the minimum retention"
+            );
+            over = over.saturating_sub(size);
+        }
+        sync_dir(path)
+    }
+}
+
+/// Sizes and ages of journal files.
+fn file_states(files: &[PathBuf]) -> Vec<retention::FileState> {
+    files
+        .iter()
+        .map(|f| {
+            let meta = std::fs::metadata(f).ok();
+            retention::FileState {
+                size: meta.as_ref().map_or(0, |m| m.len()),
+                age: meta.and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// Rewrites `file` without the drift events of unauthenticated sources (through a temporary
+/// file, synced, renamed over it); lines that do not read as events are kept. Gives how many
+/// events went and how many bytes that freed.
+fn strip_unauthenticated(file: &Path) -> io::Result<(u64, u64)> {
+    let text = std::fs::read(file)?;
+    // The file keeps its time: its age is its newest event's, not the rewrite's.
+    let modified = std::fs::metadata(file)?.modified()?;
+    let mut kept = Vec::with_capacity(text.len());
+    let mut removed = 0;
+    for line in text.split_inclusive(|b| *b == b'\n') {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        match DriftEvent::parse(body) {
+            Ok(event) if !event.source.authenticated => removed += 1,
+            _ => kept.extend_from_slice(line),
+        }
+    }
+    if removed == 0 {
+        return Ok((0, 0));
+    }
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".compacting");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut out = File::create(&tmp)?;
+        out.write_all(&kept)?;
+        out.set_modified(modified)?;
+        out.sync_all()?;
+    }
+    std::fs::rename(&tmp, file)?;
+    Ok((removed, (text.len() - kept.len()) as u64))
 }
 
 /// What waiting for an append gave.
@@ -489,7 +602,15 @@ mod tests {
     use super::*;
 
     fn mk_journal(dir: &Path, max_bytes: u64, keep: usize) -> Journal {
-        let j = Journal::open(JournalConfig { max_bytes, keep, ..JournalConfig::new(dir.join("j.jsonl")) }, None);
+        let j = Journal::open(
+            JournalConfig {
+                max_bytes,
+                keep,
+                min_retention: std::time::Duration::ZERO,
+                ..JournalConfig::new(dir.join("j.jsonl"))
+            },
+            None,
+        );
         assert!(j.is_healthy());
         j
     }
@@ -525,6 +646,43 @@ mod tests {
         assert!(!rotated(&live, 3).exists());
         let newest = std::fs::read_to_string(&live).unwrap() + &std::fs::read_to_string(rotated(&live, 1)).unwrap();
         assert!(newest.contains("\"line\":0029"));
+    }
+
+    #[tokio::test]
+    async fn keeps_young_files_and_over_the_total_cap_drops_unauthenticated_events_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |i: usize, authenticated: bool| {
+            format!(
+                r#"{{"id":"e-{i:02}","time":"2026-11-23T23:30:32Z","decision":"denied","mode":"enforce","policy":"p","rule":"protected","message":"m","operation":"UPDATE","dryRun":false,"user":{{"username":"u","groups":[]}},"resource":{{"group":"g","version":"v1","kind":"K","resource":"ks","namespace":"n","name":"x"}},"changes":[],"requestUid":"u","source":{{"address":"10.0.0.{}","authenticated":{authenticated}}}}}"#,
+                if authenticated { 1 } else { 9 }
+            ) + "\n"
+        };
+        let live = dir.path().join("j.jsonl");
+        let config =
+            |total| JournalConfig { max_bytes: 1000, keep: 0, max_total_bytes: total, ..JournalConfig::new(&live) };
+        // Young files stay whatever `keep` says while the total is within the cap.
+        let j = Journal::open(config(1 << 30), None);
+        for i in 0..40 {
+            j.append(line(i, i % 2 == 1).into_bytes()).await.unwrap();
+        }
+        let all = read::journal_files(&live).unwrap();
+        assert!(all.len() > 10, "{all:?}");
+        drop(j);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // Over the cap: the oldest unauthenticated events go first, then the oldest files.
+        let j = Journal::open(config(4000), None);
+        for i in 40..44 {
+            j.append(line(i, true).into_bytes()).await.unwrap();
+        }
+        let files = read::journal_files(&live).unwrap();
+        let total: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+        assert!(total <= 4000 + 1000, "{total} bytes");
+        let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+        let kept = text.lines().count() as u64;
+        let unauthenticated = text.matches(r#""authenticated":false"#).count();
+        assert!(unauthenticated < text.matches(r#""authenticated":true"#).count(), "{text}");
+        assert_eq!(j.stats().evicted.load(Ordering::Relaxed), 44 - kept);
+        assert!(text.contains("e-43"), "the newest events stay");
     }
 
     #[tokio::test]

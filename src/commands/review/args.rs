@@ -83,6 +83,15 @@ pub struct ReviewArgs {
     /// Show only dry runs
     #[arg(long, overrides_with_all = ["dry_run", "no_dry_run"])]
     pub dry_run_only: bool,
+    /// Only events whose caller had this address (glob; the `source` of the event)
+    #[arg(long, value_name = "ADDR")]
+    pub source: Vec<Pattern>,
+    /// Only events whose caller presented a client certificate the client CA signed
+    #[arg(long, overrides_with = "unauthenticated")]
+    pub authenticated: bool,
+    /// Only events whose caller did not (anyone who could reach the port)
+    #[arg(long, overrides_with = "authenticated")]
+    pub unauthenticated: bool,
     /// Output format
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
     pub format: Format,

@@ -27,6 +27,10 @@ pub struct Filter {
     pub decisions: Vec<DecisionArg>,
     /// Which dry runs.
     pub dry_run: DryRun,
+    /// Only events whose caller had these addresses.
+    pub sources: Vec<Pattern>,
+    /// Only events whose caller was (`Some(true)`) or was not authenticated.
+    pub authenticated: Option<bool>,
 }
 
 impl Filter {
@@ -49,6 +53,12 @@ impl Filter {
             policies: args.policy.clone(),
             decisions: args.decision.clone(),
             dry_run,
+            sources: args.source.clone(),
+            authenticated: match (args.authenticated, args.unauthenticated) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
         }
     }
 
@@ -69,6 +79,8 @@ impl Filter {
             && any(&self.policies, &event.policy)
             && (self.kinds.is_empty()
                 || self.kinds.iter().any(|p| p.matches_ignore_case(&r.kind) || p.matches_ignore_case(&r.resource)))
+            && any(&self.sources, &event.source.address)
+            && self.authenticated.is_none_or(|a| event.source.authenticated == a)
             && self.since.is_none_or(|s| event.time >= s)
             && self.until.is_none_or(|u| event.time < u)
     }
@@ -83,7 +95,10 @@ mod tests {
     fn filters_on_every_flag() {
         let now = at("2026-11-23T12:00:00Z");
         let t = "2026-11-23T11:00:00Z";
-        let alice = mk_line("alice@example.com", "shop", "VirtualService", "denied", t, false);
+        let alice = mk_line("alice@example.com", "shop", "VirtualService", "denied", t, false).replace(
+            r#""requestUid""#,
+            r#""source":{"address":"10.0.0.1","authenticated":true,"certificate":"CN=kube-apiserver"},"requestUid""#,
+        );
         let bob_dry = mk_line("bob", "payments", "Gateway", "warned", t, true);
         let old = mk_line("carol", "shop", "VirtualService", "audited", "2026-11-20T11:00:00Z", false)
             .replace("\"policy\":\"mesh-gitops\"", "\"policy\":\"team-routes\"");
@@ -108,6 +123,9 @@ mod tests {
             (&["--since", "2026-11-20", "--until", "2026-11-21"], &[false, false, true]),
             (&["--since", "2026-11-23T11:00:00Z"], &[true, false, false]),
             (&["--until", "2026-11-23T11:00:00Z"], &[false, false, true]),
+            (&["--source", "10.0.0.*", "--dry-run"], &[true, false, false]),
+            (&["--authenticated", "--dry-run"], &[true, false, false]),
+            (&["--unauthenticated", "--dry-run"], &[false, true, true]),
         ];
         for (flags, want) in cases {
             let filter = Filter::from_args(&mk_args(flags), now);

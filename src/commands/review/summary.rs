@@ -30,6 +30,10 @@ pub struct Summary {
     dry_run: DryRun,
     total: u64,
     dry_runs: u64,
+    /// Events whose caller presented no verified client certificate.
+    unauthenticated: u64,
+    /// Events of rate-limited sources (summarised lines stand for many).
+    rate_limited: u64,
     /// The times of the first and the last event counted (the journal is in time order).
     first: Option<time::OffsetDateTime>,
     last: Option<time::OffsetDateTime>,
@@ -51,6 +55,8 @@ impl Summary {
             dry_run,
             total: 0,
             dry_runs: 0,
+            unauthenticated: 0,
+            rate_limited: 0,
             first: None,
             last: None,
             decisions: [0; 6],
@@ -63,6 +69,8 @@ impl Summary {
     }
 
     pub fn add(&mut self, e: &DriftEvent<'_>) {
+        // A rate limit's summary line stands for `count` events.
+        let n = e.count();
         let day = e.time.to_offset(UtcOffset::UTC).date();
         let d = decision_index(e.decision);
         let at = match self.days.last() {
@@ -70,20 +78,22 @@ impl Summary {
             _ => self.days.binary_search_by(|(k, _)| k.cmp(&day)),
         };
         match at {
-            Ok(i) => self.days[i].1[d] += 1,
+            Ok(i) => self.days[i].1[d] += n,
             Err(i) => {
                 let mut counts = [0; 6];
-                counts[d] = 1;
+                counts[d] = n;
                 self.days.insert(i, (day, counts));
             }
         }
-        self.total += 1;
-        self.dry_runs += u64::from(e.dry_run);
-        self.decisions[d] += 1;
+        self.total += n;
+        self.dry_runs += u64::from(e.dry_run) * n;
+        self.unauthenticated += u64::from(!e.source.authenticated) * n;
+        self.rate_limited += e.rate_limited.map_or(0, |r| r.count);
+        self.decisions[d] += n;
         self.first.get_or_insert(e.time);
         self.last = Some(e.time);
-        bump(&mut self.policies, &e.policy);
-        bump(&mut self.users, &e.user.username);
+        bump(&mut self.policies, &e.policy, n);
+        bump(&mut self.users, &e.user.username, n);
         self.key.clear();
         self.key.push_str(&e.resource.kind_label());
         self.key.push(' ');
@@ -93,7 +103,7 @@ impl Summary {
             self.key.push('/');
         }
         self.key.push_str(&r.name);
-        bump(&mut self.resources, &self.key);
+        bump(&mut self.resources, &self.key, n);
     }
 
     pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
@@ -107,6 +117,18 @@ impl Summary {
             let rfc3339 =
                 |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
             writeln!(out, "from {} to {}", rfc3339(first), rfc3339(last))?;
+        }
+        writeln!(
+            out,
+            "unauthenticated: {} (the caller presented no client certificate the client CA signed: not known to come from the kube-apiserver)",
+            self.unauthenticated
+        )?;
+        if self.rate_limited > 0 {
+            writeln!(
+                out,
+                "rate-limited: {} (over a source's rate limit; journaled as summaries with a count)",
+                self.rate_limited
+            )?;
         }
         writeln!(out)?;
         writeln!(out, "by decision:")?;
@@ -145,12 +167,12 @@ impl Summary {
     }
 }
 
-/// Counts `key` once more, allocating only for a new key.
-fn bump(map: &mut Counts, key: &str) {
+/// Counts `key` `by` more, allocating only for a new key.
+fn bump(map: &mut Counts, key: &str, by: u64) {
     match map.get_mut(key) {
-        Some(n) => *n += 1,
+        Some(n) => *n += by,
         None => {
-            map.insert(key.to_owned(), 1);
+            map.insert(key.to_owned(), by);
         }
     }
 }
@@ -186,6 +208,28 @@ mod tests {
         assert!(has("top users (2 of 3):") && has("2 alice") && has("1 bob") && !has("1 carol"), "{out}");
         assert!(has("most-drifted resources (2 of 3):") && has("2 VirtualService shop/reviews"), "{out}");
         assert!(has("2026-11-23 3 1 1 0 0 1") && has("2026-11-24 1 1 0 0 0 0"), "{out}");
+        assert!(
+            has(
+                "unauthenticated: 4 (the caller presented no client certificate the client CA signed: not known to come from the kube-apiserver)"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_rate_limit_summary_counts_as_the_events_it_stands_for() {
+        let t = "2026-11-23T11:00:00Z";
+        let from_apiserver = mk_line("alice", "shop", "VirtualService", "denied", t, false)
+            .replace(r#""requestUid""#, r#""source":{"address":"10.0.0.1","authenticated":true},"requestUid""#);
+        let flood = mk_line("mallory", "shop", "VirtualService", "denied", t, false).replace(
+            r#""requestUid""#,
+            r#""source":{"address":"10.1.2.3","authenticated":false},"rateLimited":{"count":500,"since":"2026-11-23T10:59:00Z"},"requestUid""#,
+        );
+        let (out, _, _) = mk_review(Format::Summary, &[from_apiserver, flood]);
+        let has = |l: &str| out.lines().any(|x| x.split_whitespace().eq(l.split_whitespace()));
+        assert!(has("drift events: 501 (dry runs left out)"), "{out}");
+        assert!(out.contains("unauthenticated: 500 ") && out.contains("rate-limited: 500 "), "{out}");
+        assert!(has("500 mallory") && has("denied 501"), "{out}");
     }
 
     #[test]
