@@ -10,7 +10,7 @@ use super::forwarder::Forwarder;
 
 /// How much lower than the server the forwarders run (a nice value).
 #[cfg(target_os = "linux")]
-const NICENESS: i32 = 19;
+const NICENESS: i32 = 10;
 
 /// The forwarders' thread; [`Forwarding::stop`] ends it.
 pub struct Forwarding {

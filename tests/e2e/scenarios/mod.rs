@@ -1,5 +1,6 @@
 //! The scenarios, each driven by real kubectl against the real kube-apiserver.
 
+pub mod callers;
 pub mod deletion;
 pub mod gitops;
 pub mod install;
@@ -39,5 +40,7 @@ pub fn all() -> Vec<Scenario> {
         progressive::flagger_writes_what_its_canary_owns_and_a_person_may_not,
         outage::with_driftgate_down_people_are_refused_and_gitops_and_kube_system_are_not,
         install::the_shipped_statefulset_keeps_each_journal_on_a_claim,
+        callers::with_a_client_ca_the_apiserver_is_authenticated_and_a_direct_post_is_refused,
+        callers::a_flood_of_forged_reviews_is_summarised_and_the_real_refusals_survive,
     ]
 }

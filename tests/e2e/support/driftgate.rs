@@ -71,6 +71,47 @@ impl Driftgate {
         dg
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
+    }
+
+    /// Every journal file's events (rotated files first, oldest first, then the live file).
+    pub fn journal_all(&self) -> Vec<Value> {
+        let mut files: Vec<(usize, PathBuf)> = Vec::new();
+        let name = self.journal.file_name().unwrap().to_string_lossy().into_owned();
+        for entry in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file == name {
+                files.push((0, entry.path()));
+            } else if let Some(n) = file.strip_prefix(&format!("{name}.")).and_then(|n| n.parse().ok()) {
+                files.push((n, entry.path()));
+            }
+        }
+        files.sort_by_key(|f| std::cmp::Reverse(f.0));
+        files
+            .iter()
+            .flat_map(|(_, f)| {
+                std::fs::read_to_string(f).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>()
+            })
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect()
+    }
+
+    /// The bytes of every journal file.
+    pub fn journal_bytes(&self) -> u64 {
+        let name = self.journal.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let f = e.file_name().to_string_lossy().into_owned();
+                f == name || f.strip_prefix(&format!("{name}.")).is_some_and(|n| n.parse::<usize>().is_ok())
+            })
+            .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+            .sum()
+    }
+
     /// Runs the driftgate binary with `args` (KUBECONFIG is the cluster's).
     pub fn cli(&self, args: &[&str]) -> Out {
         self.cli_stdin(args, None)
