@@ -66,7 +66,7 @@ impl ReviewVersion {
 }
 
 /// The operation of an admission request. PATCH and apply arrive as `UPDATE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Operation {
     /// A new object.

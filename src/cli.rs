@@ -41,6 +41,8 @@ enum Command {
     Review(commands::review::ReviewArgs),
     /// Replay AdmissionReview files offline against the policies; check test files' expectations.
     Test(commands::test::TestArgs),
+    /// Propose exemptions for the automated writers seen in drift events (audit mode first).
+    Suggest(commands::suggest::SuggestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +166,7 @@ pub fn run() -> ExitCode {
         Command::Unregister => commands::register::run_unregister().map_err(Into::into),
         Command::Review(args) => return commands::review::run(&args),
         Command::Test(args) => return commands::test::run(&args),
+        Command::Suggest(args) => return commands::suggest::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,4 +5,5 @@ pub mod check;
 pub mod manifests;
 pub mod register;
 pub mod review;
+pub mod suggest;
 pub mod test;

@@ -10,7 +10,7 @@ mod load;
 pub mod path;
 mod set;
 
-pub use load::{LoadError, PolicyFileError, Snapshot, load_dir, load_snapshot, load_str, snapshot};
+pub use load::{LoadError, Loaded, PolicyFileError, Snapshot, load_dir, load_snapshot, load_str, snapshot};
 pub use path::PathPattern;
 pub use set::{NEVER_PROTECTED_DEFAULT, PolicySet};
 
@@ -253,12 +253,40 @@ pub struct Identities {
     /// Group names.
     #[serde(default)]
     pub groups: Vec<NonEmpty>,
+    /// The field managers (`metadata.managedFields[].manager`) these writers record, for
+    /// `driftgate audit`, which reads the last writer of each field from the live object and
+    /// sees no identity there [default: [`DEFAULT_GITOPS_FIELD_MANAGERS`]]. Admission ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_managers: Option<Vec<NonEmpty>>,
 }
 
+/// The field managers Argo CD and Flux record: Argo CD's `argocd-controller` (its apply, server-
+/// and client-side) and `argocd-application-controller` (writes that name no field manager:
+/// `Replace=true`, RBAC reconciliation; every write before Argo CD 2.5), Flux's
+/// `kustomize-controller` and `helm-controller`.
+pub const DEFAULT_GITOPS_FIELD_MANAGERS: &[&str] =
+    &["argocd-controller", "argocd-application-controller", "kustomize-controller", "helm-controller"];
+
 impl Identities {
-    /// True when no identity is listed.
+    /// True when no identity is listed (field managers are not identities).
     pub fn is_empty(&self) -> bool {
         self.service_accounts.is_empty() && self.users.is_empty() && self.groups.is_empty()
+    }
+
+    /// Whether `manager` is one of the GitOps field managers (the listed ones, else the defaults).
+    pub fn is_field_manager(&self, manager: &str) -> bool {
+        match &self.field_managers {
+            Some(listed) => listed.iter().any(|m| m.0 == manager),
+            None => DEFAULT_GITOPS_FIELD_MANAGERS.contains(&manager),
+        }
+    }
+
+    /// The GitOps field managers, as [`Identities::is_field_manager`] reads them.
+    pub fn field_managers(&self) -> Vec<&str> {
+        match &self.field_managers {
+            Some(listed) => listed.iter().map(|m| m.0.as_str()).collect(),
+            None => DEFAULT_GITOPS_FIELD_MANAGERS.to_vec(),
+        }
     }
 
     /// The first listed identity that `user` is, described for a verdict's rule.
@@ -362,6 +390,7 @@ impl Exemption {
             service_accounts: self.service_accounts.clone(),
             users: self.users.clone(),
             groups: self.groups.clone(),
+            field_managers: None,
         }
     }
 }
@@ -436,6 +465,7 @@ mod tests {
             service_accounts: vec![ServiceAccountRef::try_from("flux-system/*".to_owned()).unwrap()],
             users: vec![NonEmpty("ci@example.com".into())],
             groups: vec![NonEmpty("gitops".into())],
+            field_managers: None,
         };
         let sa = mk_user("system:serviceaccount:flux-system:kustomize-controller", &[]);
         assert_eq!(ids.matching(&sa).as_deref(), Some("serviceAccount flux-system/*"));
