@@ -7,7 +7,9 @@
 //! the same lines afterwards. The device number is left out on purpose: it changes when a
 //! PersistentVolume is mounted on another node, the inode does not. The first bytes (the start
 //! of the file's first drift event, which holds its unique id) tell a reused inode from the
-//! file the cursor was written for.
+//! file the cursor was written for; so does the file's birth time, where the filesystem keeps
+//! one (ext4, xfs, btrfs): a cursor taken while the file was still empty has no first bytes,
+//! and the inode of a deleted journal file is soon given to a new one.
 //!
 //! A cursor is written atomically (a temporary file, fsync, rename, fsync of the directory), so
 //! a crash leaves the old cursor or the new one, never a torn one. This module knows nothing of
@@ -30,13 +32,21 @@ pub struct FileId {
     pub ino: u64,
     /// The first bytes of the file (fewer when it was shorter), as text.
     pub head: String,
+    /// When the file was created (nanoseconds since the Unix epoch), where the filesystem says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<i128>,
 }
 
 impl FileId {
     /// The id of an open file.
     pub fn of(file: &File) -> io::Result<FileId> {
-        let ino = file.metadata()?.ino();
-        Ok(FileId { ino, head: head_of(file)? })
+        let meta = file.metadata()?;
+        let born = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i128::try_from(d.as_nanos()).ok());
+        Ok(FileId { ino: meta.ino(), head: head_of(file)?, born })
     }
 
     /// The id of the file at `path`.
@@ -47,7 +57,11 @@ impl FileId {
     /// Whether `other` (read from a file now) is this file: the same inode, and the file starts
     /// with the bytes this id recorded (it may have grown since).
     pub fn is(&self, other: &FileId) -> bool {
-        self.ino == other.ino && other.head.starts_with(&self.head)
+        let same_birth = match (self.born, other.born) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.ino == other.ino && same_birth && other.head.starts_with(&self.head)
     }
 }
 
@@ -165,12 +179,23 @@ mod tests {
     }
 
     #[test]
+    fn a_reused_inode_is_told_apart_by_its_birth_time() {
+        // A cursor taken while the live file was empty has no first bytes to go by.
+        let empty = FileId { ino: 5, head: String::new(), born: Some(100) };
+        assert!(!empty.is(&FileId { ino: 5, head: "{\"id\":\"x".into(), born: Some(200) }), "a new file, same inode");
+        assert!(empty.is(&FileId { ino: 5, head: "{\"id\":\"x".into(), born: Some(100) }), "the same file, grown");
+        assert!(empty.is(&FileId { ino: 5, head: "x".into(), born: None }), "no birth time: the first bytes decide");
+        let file = tempfile::tempfile().unwrap();
+        assert_eq!(FileId::of(&file).unwrap().born.is_some(), file.metadata().unwrap().created().is_ok());
+    }
+
+    #[test]
     fn a_cursor_is_stored_and_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let path = cursor_path(&dir.path().join("j.jsonl"), "slack");
         assert!(path.ends_with("j.jsonl.slack.cursor"));
         assert_eq!(load(&path).unwrap(), None);
-        let cursor = Cursor { file: FileId { ino: 7, head: "{\"id\":\"é\"".to_owned() }, offset: 42 };
+        let cursor = Cursor { file: FileId { ino: 7, head: "{\"id\":\"é\"".to_owned(), born: Some(1) }, offset: 42 };
         store(&path, &cursor).unwrap();
         assert_eq!(load(&path).unwrap(), Some(cursor));
         fs::write(&path, "{\"file\":").unwrap();

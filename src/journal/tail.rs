@@ -103,9 +103,11 @@ impl Tail {
     pub fn read(&mut self, max_lines: usize, max_bytes: usize) -> io::Result<Batch> {
         let mut batch = Batch { lost_track: std::mem::take(&mut self.lost_track), ..Batch::default() };
         if let Some((ledger, reader)) = &self.ledger {
-            let open = self.at.as_ref().map(|r| r.id.ino);
-            batch.dropped +=
-                ledger.take(reader).iter().filter(|(id, _)| Some(id.ino) != open).map(|(_, n)| n).sum::<u64>();
+            // The file open here counts its own rest. Matched by inode and first bytes: a
+            // deleted file's inode is soon reused by a new journal file.
+            let open = self.at.as_ref().map(|r| &r.id);
+            let is_open = |id: &cursor::FileId| open.is_some_and(|o| o.is(id) || id.is(o));
+            batch.dropped += ledger.take(reader).iter().filter(|(id, _)| !is_open(id)).map(|(_, n)| n).sum::<u64>();
         }
         if self.at.is_none() && !self.begin(&mut batch)? {
             return Ok(batch);
@@ -388,7 +390,7 @@ mod tests {
         let live = dir.path().join("j.jsonl");
         append(&live, "x\n");
         let (_tx, rx) = watch::channel(synced_to(&live));
-        let gone = Cursor { file: FileId { ino: u64::MAX, head: "nope".into() }, offset: 3 };
+        let gone = Cursor { file: FileId { ino: u64::MAX, head: "nope".into(), born: None }, offset: 3 };
         let mut tail = Tail::new(&live, rx, Start::At(gone));
         let batch = tail.read(10, 1 << 20).unwrap();
         assert!(batch.lost_track);

@@ -121,9 +121,11 @@ impl Forwarder {
             self.account_losses(&name, &batch);
             backlog.consumed += i64::try_from(batch.lines.len() as u64 + batch.dropped).unwrap_or(i64::MAX);
             if batch.lines.is_empty() {
+                let skipped = !batch.is_empty();
                 to_store = batch.end;
                 self.meters.lag_events.set(backlog.lines(&self.synced));
-                if to_store.as_ref().is_some_and(|c| stored.as_ref() != Some(c)) {
+                // Something was skipped (files deleted unread, a torn line): read on at once.
+                if skipped || to_store.as_ref().is_some_and(|c| stored.as_ref() != Some(c)) {
                     continue;
                 }
                 self.meters.lag_seconds.set(0);
