@@ -43,6 +43,8 @@ enum Command {
     Test(commands::test::TestArgs),
     /// Propose exemptions for the automated writers seen in drift events (audit mode first).
     Suggest(commands::suggest::SuggestArgs),
+    /// List live protected objects last written outside GitOps (managedFields); exit 1 on drift.
+    Audit(commands::audit::AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +169,7 @@ pub fn run() -> ExitCode {
         Command::Review(args) => return commands::review::run(&args),
         Command::Test(args) => return commands::test::run(&args),
         Command::Suggest(args) => return commands::suggest::run(&args),
+        Command::Audit(args) => return commands::audit::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

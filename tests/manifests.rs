@@ -663,3 +663,135 @@ spec:
         assert_eq!(sent(&conditions, &request), want_sent, "{why}");
     }
 }
+
+/// The documents of a file of the `policy-reports` component.
+fn component_documents(file: &str) -> Vec<Value> {
+    let path = root().join("manifests/components/policy-reports").join(file);
+    documents(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+#[test]
+fn the_policy_reports_component_holds_the_crds_the_audits_rbac_and_its_cronjob() {
+    use k8s_openapi::api::batch::v1::CronJob;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+    let k = kustomization(&root().join("manifests/components/policy-reports"));
+    assert_eq!(k["kind"], "Component");
+    // The CRDs the audit writes: wgpolicyk8s.io/v1alpha2, served and stored, one of each scope.
+    for (file, plural, scope) in [
+        ("wgpolicyk8s.io_policyreports.yaml", "policyreports", "Namespaced"),
+        ("wgpolicyk8s.io_clusterpolicyreports.yaml", "clusterpolicyreports", "Cluster"),
+    ] {
+        let docs = component_documents(file);
+        assert_eq!(docs.len(), 1, "{file}");
+        round_trip::<CustomResourceDefinition>(&docs[0]);
+        let crd: CustomResourceDefinition = serde_json::from_value(docs[0].clone()).unwrap();
+        assert_eq!(
+            (crd.spec.group.as_str(), crd.spec.names.plural.as_str(), crd.spec.scope.as_str()),
+            ("wgpolicyk8s.io", plural, scope)
+        );
+        let v1alpha2 = crd.spec.versions.iter().find(|v| v.name == "v1alpha2").unwrap();
+        assert!(v1alpha2.served && v1alpha2.storage, "{file}");
+    }
+    // The audit's RBAC: its own account and ClusterRole, reading every group the default
+    // policies protect and writing its reports.
+    let rbac = component_documents("rbac.yaml");
+    let sa: ServiceAccount = of_kind(&rbac, "ServiceAccount");
+    round_trip::<ServiceAccount>(rbac.iter().find(|d| d["kind"] == "ServiceAccount").unwrap());
+    let role: ClusterRole = of_kind(&rbac, "ClusterRole");
+    round_trip::<ClusterRole>(rbac.iter().find(|d| d["kind"] == "ClusterRole").unwrap());
+    let binding: ClusterRoleBinding = of_kind(&rbac, "ClusterRoleBinding");
+    round_trip::<ClusterRoleBinding>(rbac.iter().find(|d| d["kind"] == "ClusterRoleBinding").unwrap());
+    let rules = role.rules.unwrap();
+    let grants = |group: &str, resource: &str, verb: &str| {
+        rules.iter().any(|r| {
+            r.api_groups.iter().flatten().any(|g| g == group)
+                && r.resources.iter().flatten().any(|x| x == "*" || x == resource)
+                && r.verbs.iter().any(|v| v == verb)
+        })
+    };
+    for policy in load("policies") {
+        // What the audit lists: the kinds a policy protects from updates.
+        for rule in policy.spec.resources.iter().filter(|r| r.covers(driftgate::admission::Operation::Update)) {
+            for verb in ["list", "watch"] {
+                assert!(
+                    grants(&rule.group, "anything", verb),
+                    "{verb} of group {:?} ({})",
+                    rule.group,
+                    policy.metadata.name
+                );
+            }
+        }
+    }
+    for resource in ["policyreports", "clusterpolicyreports"] {
+        for verb in ["list", "create", "patch", "delete"] {
+            assert!(grants("wgpolicyk8s.io", resource, verb), "{verb} {resource}");
+        }
+    }
+    assert!(!grants("networking.istio.io", "virtualservices", "patch"), "the audit never changes what it reads");
+    assert_eq!(binding.role_ref.name, role.metadata.name.clone().unwrap());
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.kind.as_str(), subject.name.as_str()),
+        ("ServiceAccount", sa.metadata.name.as_deref().unwrap())
+    );
+    assert_eq!(subject.namespace.as_deref(), sa.metadata.namespace.as_deref());
+    // The nightly audit: as that account, with the install's policies and image.
+    let cron_docs = component_documents("cronjob.yaml");
+    round_trip::<CronJob>(&cron_docs[0]);
+    let cron: CronJob = of_kind(&cron_docs, "CronJob");
+    let job = cron.spec.unwrap().job_template.spec.unwrap();
+    let pod = job.template.spec.unwrap();
+    assert_eq!(pod.service_account_name, sa.metadata.name);
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    let container = &pod.containers[0];
+    assert_eq!(container.args.as_deref(), Some(&["audit".to_owned(), "--write-reports".to_owned()][..]));
+    assert_eq!(container.image.as_deref(), Some(install::DEFAULT_IMAGE));
+    let rule = &job.pod_failure_policy.unwrap().rules[0];
+    assert_eq!(rule.action, "FailJob");
+    let codes = rule.on_exit_codes.as_ref().unwrap();
+    assert_eq!((codes.container_name.as_deref(), codes.values.as_slice()), (Some(container.name.as_str()), &[1][..]));
+    let volume = pod.volumes.unwrap().into_iter().find(|v| v.name == "policies").unwrap();
+    assert_eq!(volume.config_map.unwrap().name, install::POLICIES_CONFIGMAP);
+    let (yaml, _) = manifests_stdout(&[]);
+    let sts: StatefulSet = of_kind(&documents(&yaml), "StatefulSet");
+    let served = sts.spec.unwrap().template.spec.unwrap().containers.remove(0);
+    let env = |c: &Container, name: &str| c.env.iter().flatten().find(|e| e.name == name).cloned().unwrap();
+    assert_eq!(env(container, "DRIFTGATE_POLICIES"), env(&served, "DRIFTGATE_POLICIES"), "the server's policies");
+    assert_eq!(env(container, "DRIFTGATE_NAMESPACE"), env(&served, "DRIFTGATE_NAMESPACE"));
+    let mount =
+        |c: &Container| c.volume_mounts.iter().flatten().find(|m| m.name == "policies").unwrap().mount_path.clone();
+    assert_eq!(mount(container), mount(&served));
+}
+
+/// `kubectl kustomize` builds the base with the `policy-reports` component, where kubectl is
+/// installed.
+#[test]
+fn kustomize_builds_the_base_with_the_policy_reports_component() {
+    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+        eprintln!("kubectl not found: skipping the kustomize build");
+        return;
+    }
+    // kustomize wants relative paths: an overlay inside the repository's target folder.
+    let target = root().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let overlay = tempfile::tempdir_in(&target).unwrap();
+    std::fs::write(
+        overlay.path().join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../manifests/base]\ncomponents: [../../manifests/components/policy-reports]\n",
+    )
+    .unwrap();
+    let out = Command::new("kubectl").arg("kustomize").arg(overlay.path()).output().unwrap();
+    assert!(out.status.success(), "kubectl kustomize: {}", String::from_utf8_lossy(&out.stderr));
+    let docs = documents(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(docs.len(), 12 + 6, "the base, two CRDs, the account, role, binding and CronJob");
+    let audit = |kind: &str| {
+        docs.iter()
+            .filter(|d| d["kind"] == kind && d["metadata"]["labels"]["app.kubernetes.io/component"] == "audit")
+            .count()
+    };
+    assert_eq!([audit("ServiceAccount"), audit("ClusterRole"), audit("ClusterRoleBinding"), audit("CronJob")], [1; 4]);
+    assert_eq!(docs.iter().filter(|d| d["kind"] == "CustomResourceDefinition").count(), 2);
+}

@@ -1,5 +1,6 @@
 //! Commands other than `serve`, one file each.
 
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod manifests;

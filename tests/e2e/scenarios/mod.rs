@@ -1,5 +1,6 @@
 //! The scenarios, each driven by real kubectl against the real kube-apiserver.
 
+pub mod audit;
 pub mod callers;
 pub mod deletion;
 pub mod gitops;
@@ -42,5 +43,6 @@ pub fn all() -> Vec<Scenario> {
         install::the_shipped_statefulset_keeps_each_journal_on_a_claim,
         callers::with_a_client_ca_the_apiserver_is_authenticated_and_a_direct_post_is_refused,
         callers::a_flood_of_forged_reviews_is_summarised_and_the_real_refusals_survive,
+        audit::audit_finds_what_people_changed_while_driftgate_was_stopped_and_reports_it,
     ]
 }
