@@ -157,7 +157,12 @@ fn main() {
         Some(path) => std::fs::read_to_string(path).unwrap(),
         None => DEFAULT_POLICY.to_owned(),
     };
-    let mut dg = Driftgate::start(&cluster, "driftgate", &[("default.yaml", &policy)], &[]);
+    // Every refusal journaled one by one: 900 refusals from one kube-apiserver in a minute are
+    // over the per-source rate limit, whose events would be summarised instead.
+    let settings = dir.join("driftgate-settings.yaml");
+    std::fs::write(&settings, "rate_limit_per_source: 0\n").unwrap();
+    let settings = settings.display().to_string();
+    let mut dg = Driftgate::start(&cluster, "driftgate", &[("default.yaml", &policy)], &["--config", &settings]);
     dg.wait_effective(&cluster);
     let _ = dg.unregister();
 

@@ -33,6 +33,9 @@ fn spawn(dir: &Path, env: &[(&str, &str)]) -> (Child, SocketAddr) {
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .env("DRIFTGATE_METRICS_LISTEN", "127.0.0.1:0")
         .env("DRIFTGATE_DEV_CERTS", "false")
+        // One client refusing hundreds a second: over the per-source rate limit, whose events
+        // are summarised every 10 s (tests/flood.rs). This test is about each journaled line.
+        .env("DRIFTGATE_RATE_LIMIT_PER_SOURCE", "0")
         .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())

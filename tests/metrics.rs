@@ -47,7 +47,10 @@ async fn counts_requests_decisions_drift_and_bad_input_exactly() {
     assert_eq!(sample(&text, mutated), 1.0);
     assert_eq!(sample(&text, r#"driftgate_admission_bad_requests_total{endpoint="validate",code="400"}"#), 1.0);
     assert_eq!(
-        sample(&text, r#"driftgate_drift_events_total{decision="denied",kind="VirtualService",namespace="shop"}"#),
+        sample(
+            &text,
+            r#"driftgate_drift_events_total{decision="denied",authenticated="false",kind="VirtualService",namespace="shop"}"#
+        ),
         3.0
     );
     assert_eq!(sample(&text, r#"driftgate_admission_duration_seconds_count{endpoint="validate"}"#), 5.0);

@@ -53,13 +53,17 @@ async fn alerts_and_dashboard_query_exported_metrics() {
     exprs_of(&dashboard, &mut exprs);
     assert!(alerts >= 6 && exprs.len() > alerts);
 
-    // With a sink, so its delivery metrics are exported (its receiver is not there).
+    // With a sink, so its delivery metrics are exported (its receiver is not there), and a
+    // rate limit of one, so the second refusal is rate-limited.
     let server = TestServer::start_with(DEFAULT_POLICY, |s| {
         let mut hook = driftgate::sinks::SinkSettings::new(driftgate::sinks::SinkType::Webhook);
         hook.url = Some(driftgate::sinks::settings::Secret::Value("http://127.0.0.1:9/".into()));
         s.sinks = vec![hook];
+        s.rate_limit_per_source = 0.001;
+        s.rate_limit_burst = 1;
     })
     .await;
+    server.validate_fixture("virtualservice-update-kubectl-edit-human.validating.json").await;
     server.validate_fixture("virtualservice-update-kubectl-edit-human.validating.json").await;
     server.validate(b"{".to_vec()).await;
     let scraped = server.metrics().await;

@@ -273,7 +273,19 @@ impl Follower {
                 if let Some(line) = open.framer.take_partial() {
                     each(line)?;
                 }
+                // Rotated more than once since the last poll: the files between the old one
+                // and the new live file are read whole, oldest first.
+                let old = open.id;
                 self.open = None;
+                let files = journal_files(&self.path)?;
+                let at = files.iter().position(|f| fs::metadata(f).is_ok_and(|m| (m.dev(), m.ino()) == old));
+                if let Some(at) = at {
+                    for between in files.iter().take(files.len().saturating_sub(1)).skip(at + 1) {
+                        let file =
+                            File::open(between).map_err(|source| ReadError::Open { path: between.clone(), source })?;
+                        for_each_line(BufReader::new(file), between, &mut each)?;
+                    }
+                }
                 continue;
             }
             if now.len() < open.pos {
