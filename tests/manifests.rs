@@ -153,7 +153,7 @@ fn webhooks_cover_the_default_policy_groups_and_skip_kube_system_and_driftgate()
     let m: MutatingWebhookConfiguration = of_kind(&docs, "MutatingWebhookConfiguration");
     assert_eq!(v.metadata.name.as_deref(), Some("driftgate"));
     let hooks = v.webhooks.unwrap();
-    assert_eq!(hooks.len(), 2, "one webhook per policy");
+    assert_eq!(hooks.len(), 4, "one webhook per policy, and its break-glass entry");
     let w = &hooks[0];
     assert_eq!(w.name, "mesh-gitops.validate.driftgate.dev");
     let rules = w.rules.clone().unwrap();
@@ -181,8 +181,17 @@ fn webhooks_cover_the_default_policy_groups_and_skip_kube_system_and_driftgate()
     assert_eq!(selector[0].values.as_deref().unwrap(), ["kube-system", "driftgate"]);
     assert!(w.namespace_selector.as_ref().unwrap().match_labels.is_none(), "no label anyone could set opts out");
 
+    // Break-glass members go to a twin entry that fails open: judged and recorded while
+    // driftgate is up, let through while it is down.
+    let bg = &hooks[1];
+    assert_eq!(bg.name, "mesh-gitops-break-glass.validate.driftgate.dev");
+    assert_eq!(bg.failure_policy.as_deref(), Some("Ignore"));
+    assert_eq!((bg.rules.clone(), bg.client_config.clone()), (w.rules.clone(), w.client_config.clone()));
+    let last = |w: &ValidatingWebhook| w.match_conditions.clone().unwrap().pop().unwrap().name;
+    assert_eq!((last(w), last(bg)), ("not-break-glass".to_owned(), "break-glass".to_owned()));
+
     // The tracked-namespace policy: DELETE of namespaces only.
-    let ns = &hooks[1];
+    let ns = &hooks[2];
     assert_eq!(ns.name, "gitops-namespaces.validate.driftgate.dev");
     let rules = ns.rules.clone().unwrap();
     assert_eq!(rules.len(), 1);
@@ -250,10 +259,17 @@ fn webhooks_follow_each_example_policy() {
             &[],
         ),
     ];
-    assert_eq!(v.len(), table.len());
+    // Each policy that fails closed has a break-glass twin that fails open.
+    let twins = table.iter().filter(|t| t.1 == "Fail").count();
+    assert_eq!(v.len(), table.len() + twins);
     for (name, failure, resources, not_in, only) in table {
         let w = by_name(name);
         assert_eq!(w.failure_policy.as_deref(), Some(*failure), "{name}");
+        if *failure == "Fail" {
+            let twin = by_name(&name.replacen('.', "-break-glass.", 1));
+            assert_eq!(twin.failure_policy.as_deref(), Some("Ignore"), "{name}");
+            assert_eq!(twin.rules, w.rules, "{name}");
+        }
         assert_eq!(w.rules.as_ref().unwrap()[0].resources.as_deref().unwrap(), *resources, "{name}");
         let exprs = w.namespace_selector.clone().unwrap().match_expressions.unwrap();
         assert_eq!(exprs[0].values.as_deref().unwrap(), *not_in, "{name}");
@@ -293,7 +309,12 @@ fn url_flag_gives_client_config_url_instead_of_the_service() {
     let urls: Vec<String> = v.webhooks.unwrap().into_iter().map(|w| w.client_config.url.unwrap()).collect();
     assert_eq!(
         urls,
-        ["https://172.18.0.1:8443/validate/mesh-gitops", "https://172.18.0.1:8443/validate/gitops-namespaces"]
+        [
+            "https://172.18.0.1:8443/validate/mesh-gitops",
+            "https://172.18.0.1:8443/validate/mesh-gitops",
+            "https://172.18.0.1:8443/validate/gitops-namespaces",
+            "https://172.18.0.1:8443/validate/gitops-namespaces"
+        ]
     );
     assert_eq!(m.webhooks, Some(vec![]));
 }
@@ -580,9 +601,17 @@ fn sent(conditions: &[MatchCondition], request: &Value) -> bool {
     })
 }
 
-fn default_conditions() -> Vec<MatchCondition> {
-    let hooks = install::webhooks(&load("policies"), &InstallOptions::default());
-    hooks.validating.webhooks.unwrap()[0].match_conditions.clone().unwrap()
+/// The conditions of the default policy's entry and of its break-glass twin.
+fn default_conditions() -> [Vec<MatchCondition>; 2] {
+    let hooks = install::webhooks(&load("policies"), &InstallOptions::default()).validating.webhooks.unwrap();
+    [hooks[0].match_conditions.clone().unwrap(), hooks[1].match_conditions.clone().unwrap()]
+}
+
+/// Whether the request reaches the policy through either entry; never through both.
+fn sent_to_policy(conditions: &[Vec<MatchCondition>; 2], request: &Value) -> bool {
+    let (main, break_glass) = (sent(&conditions[0], request), sent(&conditions[1], request));
+    assert!(!(main && break_glass), "one entry or the other: {request}");
+    main || break_glass
 }
 
 #[test]
@@ -592,13 +621,19 @@ fn argocd_and_flux_requests_never_leave_the_apiserver_and_a_human_edit_is_sent()
     for entry in std::fs::read_dir(root().join("tests/fixtures")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         if name.starts_with("flux-create-server-side-apply--") && name.ends_with(".validating.json") {
-            assert!(!sent(&conditions, &fixture_request(&name)), "{name}: Flux must be skipped");
+            assert!(!sent_to_policy(&conditions, &fixture_request(&name)), "{name}: Flux must be skipped");
             flux += 1;
         }
     }
     assert!(flux >= 5, "the Flux fixtures are there");
-    assert!(!sent(&conditions, &fixture_request("virtualservice-create-argocd-kubectl-apply.validating.json")));
-    assert!(sent(&conditions, &fixture_request("virtualservice-update-kubectl-edit-human.validating.json")));
+    assert!(!sent_to_policy(
+        &conditions,
+        &fixture_request("virtualservice-create-argocd-kubectl-apply.validating.json")
+    ));
+    let edit = fixture_request("virtualservice-update-kubectl-edit-human.validating.json");
+    assert!(sent(&conditions[0], &edit) && !sent(&conditions[1], &edit), "a person: the entry that fails closed");
+    let member = fixture_request("virtualservice-update-kubectl-edit-human-derived-break-glass-group.validating.json");
+    assert!(!sent(&conditions[0], &member) && sent(&conditions[1], &member), "break-glass: the entry that fails open");
 }
 
 /// For every captured request: skipped by the conditions exactly when the server would allow it
@@ -616,7 +651,7 @@ fn match_conditions_agree_with_the_servers_gitops_rule_on_every_fixture() {
         let request = fixture_request(&name);
         let user: driftgate::admission::UserInfo = serde_json::from_value(request["userInfo"].clone()).unwrap();
         let gitops = policies[0].spec.gitops.matching(&user).is_some();
-        assert_eq!(sent(&conditions, &request), !gitops, "{name} ({})", user.username);
+        assert_eq!(sent_to_policy(&conditions, &request), !gitops, "{name} ({})", user.username);
         checked += 1;
     }
     assert!(checked >= 20);

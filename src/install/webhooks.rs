@@ -290,6 +290,15 @@ fn webhook_names(policies: &[&DriftPolicy], suffix: &str) -> Vec<String> {
     names
 }
 
+/// The name of a policy's break-glass entry: `<policy>-break-glass.<suffix>`, its first label
+/// kept within 63 characters.
+fn break_glass_name(name: &str) -> String {
+    const TAIL: &str = "-break-glass";
+    let (label, suffix) = name.split_once('.').unwrap_or((name, ""));
+    let base: String = label.chars().take(63 - TAIL.len()).collect();
+    format!("{}{TAIL}.{suffix}", base.trim_end_matches('-'))
+}
+
 /// The path of a policy's endpoint: `/validate/<policy>`, the name percent-encoded.
 pub fn policy_path(endpoint: &str, policy: &str) -> String {
     const SEGMENT: &percent_encoding::AsciiSet =
@@ -319,10 +328,11 @@ pub fn webhooks(policies: &[DriftPolicy], opts: &InstallOptions) -> Webhooks {
     let validating: Vec<ValidatingWebhook> = all
         .iter()
         .zip(webhook_names(&all, VALIDATE_WEBHOOK_SUFFIX))
-        .map(|(p, name)| {
+        .flat_map(|(p, name)| {
             let spec = &p.spec;
             let conditions = gitops_match_conditions(&spec.gitops);
-            ValidatingWebhook {
+            let fails_closed = matches!(spec.mode, Mode::Enforce | Mode::Repair);
+            let hook = |name: String, conditions: Vec<MatchCondition>, fail: bool| ValidatingWebhook {
                 name,
                 admission_review_versions: strings(&["v1"]),
                 client_config: client_config(opts, &policy_path("validate", &p.metadata.name.0)),
@@ -331,10 +341,25 @@ pub fn webhooks(policies: &[DriftPolicy], opts: &InstallOptions) -> Webhooks {
                 namespace_selector: Some(policy_namespaces(p, &never)),
                 object_selector: Some(LabelSelector::default()),
                 match_policy: Some("Equivalent".to_owned()),
-                failure_policy: Some(failure_policy(matches!(spec.mode, Mode::Enforce | Mode::Repair))),
+                failure_policy: Some(failure_policy(fail)),
                 side_effects: "NoneOnDryRun".to_owned(),
                 timeout_seconds: Some(WEBHOOK_TIMEOUT_SECONDS),
+            };
+            let groups: Vec<&str> = spec.break_glass.groups.iter().map(|g| g.0.as_str()).collect();
+            if !fails_closed || groups.is_empty() {
+                return vec![hook(name, conditions, fails_closed)];
             }
+            // Break-glass members go to an entry of their own that fails open: judged and
+            // recorded while driftgate is up, let through when it is down (an emergency must not
+            // wait for the server it may be about to repair).
+            let member =
+                format!("has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in {})", cel_list(groups));
+            let mut everyone = conditions.clone();
+            everyone.push(MatchCondition { name: "not-break-glass".to_owned(), expression: format!("!({member})") });
+            let mut members = conditions;
+            members.push(MatchCondition { name: "break-glass".to_owned(), expression: member });
+            let break_glass = break_glass_name(&name);
+            vec![hook(name, everyone, true), hook(break_glass, members, false)]
         })
         .collect();
 
@@ -480,12 +505,23 @@ mod tests {
             names,
             [
                 "mesh-gitops.validate.driftgate.dev",
+                "mesh-gitops-break-glass.validate.driftgate.dev",
                 "mesh-gitops-2.validate.driftgate.dev",
-                "fix.validate.driftgate.dev"
+                "fix.validate.driftgate.dev",
+                "fix-break-glass.validate.driftgate.dev"
             ]
         );
+        // Enforce and repair fail closed, except for break-glass members, whose entry fails
+        // open (an emergency must not wait for driftgate); warn never fails closed.
         let policies: Vec<&str> = v.iter().map(|w| w.failure_policy.as_deref().unwrap()).collect();
-        assert_eq!(policies, ["Fail", "Ignore", "Fail"]);
+        assert_eq!(policies, ["Fail", "Ignore", "Ignore", "Fail", "Ignore"]);
+        let last = |w: &ValidatingWebhook| w.match_conditions.clone().unwrap().pop().unwrap();
+        let member =
+            "has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in ['driftgate:break-glass'])";
+        assert_eq!((last(&v[0]).name, last(&v[0]).expression), ("not-break-glass".to_owned(), format!("!({member})")));
+        assert_eq!((last(&v[1]).name, last(&v[1]).expression), ("break-glass".to_owned(), member.to_owned()));
+        assert_eq!(v[0].match_conditions.as_ref().unwrap().len(), 4, "the GitOps writers skip both");
+        let v: Vec<ValidatingWebhook> = v.into_iter().filter(|w| !w.name.contains("-break-glass.")).collect();
         let selector = |w: &ValidatingWebhook| -> Vec<(String, Vec<String>)> {
             w.namespace_selector
                 .clone()
@@ -559,6 +595,13 @@ mod tests {
         assert_eq!(rules[0].api_groups, Some(strings(&[""])));
         assert_eq!(rules[0].resources, Some(strings(&["namespaces"])));
         assert_eq!(rules[0].operations, Some(strings(&["DELETE"])));
+    }
+
+    #[test]
+    fn break_glass_entries_keep_their_first_label_within_63_characters() {
+        assert_eq!(break_glass_name("mesh.validate.driftgate.dev"), "mesh-break-glass.validate.driftgate.dev");
+        let long = break_glass_name(&format!("{}.validate.driftgate.dev", "a".repeat(63)));
+        assert_eq!(long.split('.').next().unwrap().len(), 63);
     }
 
     #[test]

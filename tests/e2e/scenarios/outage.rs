@@ -1,15 +1,16 @@
 //! driftgate down: people are refused by the kube-apiserver itself (failurePolicy Fail), GitOps
-//! keeps writing (matchConditions), kube-system is never blocked; `driftgate unregister`
-//! removes the configurations.
+//! keeps writing (matchConditions), break-glass members get through (their entry fails open),
+//! kube-system is never blocked; `driftgate unregister` removes the configurations.
 
 use std::time::Duration;
 
 use crate::Env;
 use crate::objects::{flux_virtual_service, virtual_service, weights};
 use crate::support::driftgate::DEFAULT_POLICY;
+use crate::support::kubectl::{ALICE, BREAK_GLASS, DEVS};
 use crate::support::{Driftgate, eventually};
 
-pub fn with_driftgate_down_people_are_refused_and_gitops_and_kube_system_are_not(env: &Env) {
+pub fn with_driftgate_down_people_are_refused_and_gitops_break_glass_and_kube_system_are_not(env: &Env) {
     let c = &env.cluster;
     let ns = "e2e-outage";
     c.namespace(ns);
@@ -26,6 +27,15 @@ pub fn with_driftgate_down_people_are_refused_and_gitops_and_kube_system_are_not
         "{}",
         out.stderr
     );
+
+    // A break-glass member's emergency change goes through: their own entry fails open (the
+    // kube-apiserver's audit log is then the only record).
+    let oncall = crate::support::Identity::person(ALICE, &[DEVS, BREAK_GLASS]);
+    let incident = r#"{"metadata":{"labels":{"incident":"inc-4711"}}}"#;
+    let out = c.kubectl(oncall).run(&["-n", ns, "patch", "virtualservice", "reviews", "--type=merge", "-p", incident]);
+    assert!(out.ok(), "break-glass through an outage: {out:?}");
+    let vs = c.get_json(&["-n", ns, "virtualservice", "reviews"]).unwrap();
+    assert_eq!(vs["metadata"]["labels"]["incident"], "inc-4711");
 
     // Argo CD and Flux never reach the webhook.
     let changed =
