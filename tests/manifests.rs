@@ -87,6 +87,12 @@ fn check_typed(doc: &Value) -> String {
         "NetworkPolicy" => round_trip::<networking::v1::NetworkPolicy>(doc),
         "ValidatingWebhookConfiguration" => round_trip::<ValidatingWebhookConfiguration>(doc),
         "MutatingWebhookConfiguration" => round_trip::<MutatingWebhookConfiguration>(doc),
+        "ValidatingAdmissionPolicy" => {
+            round_trip::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy>(doc)
+        }
+        "ValidatingAdmissionPolicyBinding" => {
+            round_trip::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>(doc)
+        }
         other => panic!("unexpected kind {other}"),
     }
     kind
@@ -121,6 +127,8 @@ fn every_document_is_a_kubernetes_object_with_no_unknown_field() {
             "NetworkPolicy",
             "ValidatingWebhookConfiguration",
             "MutatingWebhookConfiguration",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     );
     for doc in &docs {
@@ -132,6 +140,8 @@ fn every_document_is_a_kubernetes_object_with_no_unknown_field() {
                     | "ClusterRoleBinding"
                     | "ValidatingWebhookConfiguration"
                     | "MutatingWebhookConfiguration"
+                    | "ValidatingAdmissionPolicy"
+                    | "ValidatingAdmissionPolicyBinding"
             )
         );
         assert_eq!(doc["metadata"]["namespace"].as_str().is_some(), namespaced, "{}", doc["kind"]);
@@ -545,7 +555,7 @@ fn kustomize_builds_the_base_and_the_cert_manager_overlay() {
         documents(&String::from_utf8(out.stdout).unwrap())
     };
     let base = build("manifests");
-    assert_eq!(base.len(), 12);
+    assert_eq!(base.len(), 14);
     // Without storage: the same StatefulSet, its journal on an emptyDir.
     let ephemeral = build("manifests/ephemeral-journal");
     assert_eq!(ephemeral.len(), base.len());
@@ -821,7 +831,7 @@ fn kustomize_builds_the_base_with_the_policy_reports_component() {
     let out = Command::new("kubectl").arg("kustomize").arg(overlay.path()).output().unwrap();
     assert!(out.status.success(), "kubectl kustomize: {}", String::from_utf8_lossy(&out.stderr));
     let docs = documents(&String::from_utf8(out.stdout).unwrap());
-    assert_eq!(docs.len(), 12 + 6, "the base, two CRDs, the account, role, binding and CronJob");
+    assert_eq!(docs.len(), 14 + 6, "the base, two CRDs, the account, role, binding and CronJob");
     let audit = |kind: &str| {
         docs.iter()
             .filter(|d| d["kind"] == kind && d["metadata"]["labels"]["app.kubernetes.io/component"] == "audit")

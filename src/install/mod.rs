@@ -11,6 +11,7 @@
 //! `manifests/base/` in the repository is this module's output for `policies/` (without a
 //! caBundle); `tests/manifests.rs` keeps the two equal and `make manifests` rewrites the files.
 
+pub mod guard;
 pub mod webhooks;
 pub mod workload;
 
@@ -298,6 +299,7 @@ pub fn manifests(inputs: &Inputs) -> Result<Vec<Manifest>, InstallError> {
     let ns = opts.namespace.as_str();
     let hooks = webhooks(&inputs.policies, opts);
     let (role, binding) = workload::rbac(ns);
+    let (guard, guard_binding) = guard::tamper_guard(&inputs.policies, opts);
     Ok(vec![
         Manifest { file: "namespace.yaml", docs: vec![yaml("Namespace", &workload::namespace(ns))?] },
         Manifest { file: "serviceaccount.yaml", docs: vec![yaml("ServiceAccount", &workload::service_account(ns))?] },
@@ -325,6 +327,13 @@ pub fn manifests(inputs: &Inputs) -> Result<Vec<Manifest>, InstallError> {
             docs: vec![
                 yaml("ValidatingWebhookConfiguration", &hooks.validating)?,
                 yaml("MutatingWebhookConfiguration", &hooks.mutating)?,
+            ],
+        },
+        Manifest {
+            file: "tamper-guard.yaml",
+            docs: vec![
+                yaml("ValidatingAdmissionPolicy", &guard)?,
+                yaml("ValidatingAdmissionPolicyBinding", &guard_binding)?,
             ],
         },
     ])

@@ -40,6 +40,7 @@ pub fn all() -> Vec<Scenario> {
         progressive::argo_rollouts_shifts_weights_and_manages_header_routes_but_not_hosts,
         progressive::flagger_writes_what_its_canary_owns_and_a_person_may_not,
         outage::with_driftgate_down_people_are_refused_and_gitops_break_glass_and_kube_system_are_not,
+        outage::the_tamper_guard_keeps_people_even_admins_from_removing_driftgate,
         install::the_shipped_statefulset_keeps_each_journal_on_a_claim,
         callers::with_a_client_ca_the_apiserver_is_authenticated_and_a_direct_post_is_refused,
         callers::a_flood_of_forged_reviews_is_summarised_and_the_real_refusals_survive,

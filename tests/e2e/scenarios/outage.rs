@@ -67,3 +67,52 @@ pub fn with_driftgate_down_people_are_refused_and_gitops_break_glass_and_kube_sy
     let out = dg.unregister();
     assert!(out.ok() && out.stdout.contains("not found"), "unregister twice is fine: {out:?}");
 }
+
+/// The tamper guard of `driftgate manifests`: even the cluster's admin cannot change or delete
+/// driftgate's webhook configuration, the GitOps identity can; `driftgate unregister` run by
+/// anyone else is refused with the guard's message.
+pub fn the_tamper_guard_keeps_people_even_admins_from_removing_driftgate(env: &Env) {
+    let c = &env.cluster;
+    let dg = Driftgate::start(c, "guard", &[("default.yaml", DEFAULT_POLICY)], &[]);
+    dg.wait_effective(c);
+    let ca = dg.certs.join("ca.crt").display().to_string();
+    let policies = dg.policies.display().to_string();
+    let out = dg.cli(&["manifests", "--ca-bundle", &ca, "--policies", &policies]);
+    assert!(out.ok(), "{out:?}");
+    let guard: Vec<&str> =
+        out.stdout.split("\n---\n").filter(|d| d.contains("kind: ValidatingAdmissionPolicy")).collect();
+    assert_eq!(guard.len(), 2, "the policy and its binding");
+    c.admin().apply(&guard.join("\n---\n"), &[]);
+
+    // The admin (system:masters) is refused, once the kube-apiserver has the policy.
+    let refused = |out: &crate::support::Out| out.code != 0 && out.stderr.contains("driftgate tamper guard");
+    let probe = ["label", "validatingwebhookconfiguration", "driftgate", "probe=1", "--dry-run=server"];
+    assert!(
+        eventually(Duration::from_secs(20), || refused(&c.admin().run(&probe))),
+        "the guard takes effect: {:?}; {:?}",
+        c.admin().run(&probe),
+        c.admin().run(&["get", "validatingadmissionpolicy", "driftgate-tamper-guard", "-o", "yaml"])
+    );
+    let out = c.admin().run(&["delete", "validatingwebhookconfiguration", "driftgate"]);
+    assert!(refused(&out), "{out:?}");
+    assert!(
+        out.stderr.contains("validatingwebhookconfigurations driftgate is part of driftgate's install"),
+        "{}",
+        out.stderr
+    );
+    println!(
+        "e2e: tamper guard: kubectl delete validatingwebhookconfiguration driftgate (as admin) said: {}",
+        out.stderr.trim()
+    );
+    let out = c.admin().run(&["-n", "driftgate", "delete", "configmap", "driftgate-policies", "--dry-run=server"]);
+    assert!(refused(&out) || out.stderr.contains("not found"), "{out:?}");
+    let out = dg.unregister();
+    assert!(!out.ok() && out.stderr.contains("driftgate tamper guard"), "unregister as the admin: {out:?}");
+
+    // The GitOps identity may.
+    c.argocd().ok(&["delete", "validatingwebhookconfiguration", "driftgate"]);
+    c.argocd().ok(&["delete", "mutatingwebhookconfiguration", "driftgate"]);
+    // The guard itself is guarded by RBAC only: the admin removes it.
+    c.admin().ok(&["delete", "validatingadmissionpolicybinding", "driftgate-tamper-guard"]);
+    c.admin().ok(&["delete", "validatingadmissionpolicy", "driftgate-tamper-guard"]);
+}
