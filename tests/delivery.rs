@@ -372,7 +372,6 @@ async fn after_a_sigkill_mid_delivery_nothing_is_lost() {
     child.wait().unwrap();
     let before = receiver.cloudevents().len();
     assert!(before < ids.len(), "killed before the end of delivery");
-    let printed_before = stdout.lock().unwrap().len();
 
     receiver.set(OK);
     let (mut child, _, stdout_after) = spawn(dir.path());
@@ -387,6 +386,23 @@ async fn after_a_sigkill_mid_delivery_nothing_is_lost() {
         receiver.cloudevents().len(),
         ids.len()
     );
+    // Standard output gets every event too (its forwarder gathers for up to a second).
+    let printed = || -> Vec<String> {
+        // Every line the first process wrote (some still in the pipe at the SIGKILL), then the
+        // second's.
+        let mut printed: Vec<String> = stdout.lock().unwrap().clone();
+        printed.extend(stdout_after.lock().unwrap().iter().cloned());
+        printed
+            .iter()
+            // The line being written at the SIGKILL may be cut short.
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let on_stdout = || {
+        let printed_ids = printed();
+        ids.iter().all(|id| printed_ids.contains(id))
+    };
+    assert!(eventually(Duration::from_secs(30), on_stdout).await, "stdout has every event");
     tokio::time::sleep(Duration::from_millis(300)).await;
     child.kill().unwrap();
     child.wait().unwrap();
@@ -401,14 +417,7 @@ async fn after_a_sigkill_mid_delivery_nothing_is_lost() {
     assert_eq!(first_seen, ids.iter().collect::<Vec<_>>());
     let duplicates = got.len() - ids.len();
     assert!(duplicates <= 10, "{duplicates} duplicates: more than one batch");
-    // Standard output got every event too, as drift-event JSON lines.
-    let mut printed: Vec<String> = stdout.lock().unwrap().clone();
-    printed.truncate(printed_before);
-    printed.extend(stdout_after.lock().unwrap().iter().cloned());
-    let printed_ids: Vec<String> = printed
-        .iter()
-        // The line being written at the SIGKILL may be cut short.
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["id"].as_str().map(str::to_owned))
-        .collect();
+    // Standard output got every event, as drift-event JSON lines.
+    let printed_ids = printed();
     assert!(ids.iter().all(|id| printed_ids.contains(id)), "stdout has every event");
 }

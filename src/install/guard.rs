@@ -18,6 +18,37 @@ use crate::policy::DriftPolicy;
 
 /// The guard's name (policy and binding).
 pub const TAMPER_GUARD: &str = "driftgate-tamper-guard";
+/// cert-manager's CA injector, which may write the webhooks' `caBundle` and nothing else.
+pub const CA_INJECTOR: &str = "system:serviceaccount:cert-manager:cert-manager-cainjector";
+
+/// True only for the CA injector changing nothing but the webhooks' `caBundle`.
+fn ca_bundle_only() -> String {
+    let same =
+        |field: &str| format!("(has(o.{field}) == has(w.{field}) && (!has(w.{field}) || o.{field} == w.{field}))");
+    let fields = [
+        "rules",
+        "failurePolicy",
+        "matchPolicy",
+        "namespaceSelector",
+        "objectSelector",
+        "matchConditions",
+        "sideEffects",
+        "timeoutSeconds",
+        "admissionReviewVersions",
+        "reinvocationPolicy",
+        "clientConfig.service",
+        "clientConfig.url",
+    ];
+    let each: Vec<String> = fields.iter().map(|f| same(f)).collect();
+    format!(
+        "request.userInfo.username == {} && request.operation == 'UPDATE' \
+         && request.resource.resource.endsWith('webhookconfigurations') \
+         && object.webhooks.size() == oldObject.webhooks.size() \
+         && object.webhooks.all(w, oldObject.webhooks.exists(o, o.name == w.name && {}))",
+        cel_string(CA_INJECTOR),
+        each.join(" && ")
+    )
+}
 
 fn rule(group: &str, resources: &[&str], names: &[&str]) -> NamedRuleWithOperations {
     NamedRuleWithOperations {
@@ -111,7 +142,7 @@ pub fn tamper_guard(
             match_constraints: Some(MatchResources { resource_rules: Some(rules), ..MatchResources::default() }),
             match_conditions: Some(conditions),
             validations: Some(vec![Validation {
-                expression: "false".to_owned(),
+                expression: ca_bundle_only(),
                 message_expression: Some(message),
                 reason: Some("Forbidden".to_owned()),
                 ..Validation::default()

@@ -45,6 +45,9 @@ pub struct Batch {
     /// The cursor's file was gone when reading started (deleted while driftgate was down): how
     /// many of its lines were lost is unknown.
     pub lost_track: bool,
+    /// Set when the read found nothing new at the synced end of the live file: the journal's
+    /// line count then, every one of them read.
+    pub caught_up: Option<u64>,
 }
 
 impl Batch {
@@ -143,6 +146,9 @@ impl Tail {
                 return Ok(batch);
             }
             if !rotated {
+                if synced.ino == reading.id.ino && reading.pos >= synced.len {
+                    batch.caught_up = Some(synced.lines);
+                }
                 batch.end = Some(Cursor { file: refreshed(reading)?, offset: reading.pos });
                 return Ok(batch);
             }

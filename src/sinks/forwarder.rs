@@ -121,6 +121,11 @@ impl Forwarder {
             self.account_losses(&name, &batch);
             backlog.consumed += i64::try_from(batch.lines.len() as u64 + batch.dropped).unwrap_or(i64::MAX);
             if batch.lines.is_empty() {
+                if let Some(lines) = batch.caught_up {
+                    // Every line synced so far is read: the count starts again from here, so a
+                    // line synced while the forwarder started is not counted as lag for ever.
+                    backlog.base = backlog.consumed - i64::try_from(lines).unwrap_or(i64::MAX);
+                }
                 let skipped = !batch.is_empty();
                 to_store = batch.end;
                 self.meters.lag_events.set(backlog.lines(&self.synced));

@@ -109,6 +109,24 @@ pub fn the_tamper_guard_keeps_people_even_admins_from_removing_driftgate(env: &E
     let out = dg.unregister();
     assert!(!out.ok() && out.stderr.contains("driftgate tamper guard"), "unregister as the admin: {out:?}");
 
+    // cert-manager's CA injector may rotate the caBundle, and change nothing else.
+    let injector = crate::support::Identity::person("system:serviceaccount:cert-manager:cert-manager-cainjector", &[]);
+    let bundle = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, std::fs::read(&ca).unwrap());
+    let rotate = format!(r#"[{{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"{bundle}"}}]"#);
+    let out = c.kubectl(injector.clone()).run(&[
+        "patch",
+        "validatingwebhookconfiguration",
+        "driftgate",
+        "--type=json",
+        "-p",
+        &rotate,
+    ]);
+    assert!(out.ok(), "the CA injector rotates the caBundle: {out:?}");
+    let loosen = r#"[{"op":"replace","path":"/webhooks/0/failurePolicy","value":"Ignore"}]"#;
+    let out =
+        c.kubectl(injector).run(&["patch", "validatingwebhookconfiguration", "driftgate", "--type=json", "-p", loosen]);
+    assert!(refused(&out), "and nothing else: {out:?}");
+
     // The GitOps identity may.
     c.argocd().ok(&["delete", "validatingwebhookconfiguration", "driftgate"]);
     c.argocd().ok(&["delete", "mutatingwebhookconfiguration", "driftgate"]);
