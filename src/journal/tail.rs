@@ -23,8 +23,9 @@ use super::{DropLedger, Synced};
 /// Where a tail starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
-    /// At the end of what is durable now: only new lines.
-    End,
+    /// After what was durable when `Synced` was taken (at startup, before the first request):
+    /// only lines written since, however late the tail begins reading.
+    After(Synced),
     /// At the start of the oldest file kept.
     Beginning,
     /// Where a stored cursor says.
@@ -199,16 +200,17 @@ impl Tail {
     /// Opens the file reading starts in; `false` when there is no journal yet.
     fn begin(&mut self, batch: &mut Batch) -> io::Result<bool> {
         let files = read::journal_files(&self.live).map_err(io::Error::other)?;
-        let start = self.start.clone().unwrap_or(Start::End);
+        // Begun again after every file was deleted: whatever is there now is new.
+        let start = self.start.clone().unwrap_or(Start::Beginning);
         let opened = match start {
-            Start::End => {
-                if !self.live.is_file() {
-                    return Ok(false);
+            Start::After(then) => {
+                let same = files.iter().find(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == then.ino));
+                match (same, files.first()) {
+                    (Some(path), _) => open_at(path, then.len)?,
+                    // No journal file then (or it is gone): every line there is newer.
+                    (None, Some(oldest)) => open_at(oldest, 0)?,
+                    (None, None) => return Ok(false),
                 }
-                let synced = *self.synced.borrow();
-                let mut reading = open_at(&self.live, 0)?;
-                reading.pos = if synced.ino == reading.id.ino { synced.len } else { reading.file.metadata()?.len() };
-                reading
             }
             Start::Beginning => match files.first() {
                 Some(oldest) => open_at(oldest, 0)?,
@@ -404,12 +406,35 @@ mod tests {
     }
 
     #[test]
+    fn starting_after_a_snapshot_reads_what_was_written_before_the_tail_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("j.jsonl");
+        append(&live, "old\n");
+        let then = synced_to(&live);
+        // Written and synced, and even rotated, before the tail begins reading.
+        append(&live, "a\n");
+        std::fs::rename(&live, dir.path().join("j.jsonl.1")).unwrap();
+        append(&live, "b\n");
+        let (_tx, rx) = watch::channel(synced_to(&live));
+        let mut tail = Tail::new(&live, rx, Start::After(then));
+        assert_eq!(tail.pending_lines().unwrap(), 2);
+        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["a"]);
+        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["b"]);
+        // No journal when the snapshot was taken: everything is new.
+        let fresh = dir.path().join("k.jsonl");
+        append(&fresh, "c\n");
+        let (_tx, rx) = watch::channel(synced_to(&fresh));
+        let mut tail = Tail::new(&fresh, rx, Start::After(Synced::default()));
+        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["c"]);
+    }
+
+    #[test]
     fn starts_at_the_end_and_reads_long_lines_whole() {
         let dir = tempfile::tempdir().unwrap();
         let live = dir.path().join("j.jsonl");
         append(&live, "old\n");
         let (tx, rx) = watch::channel(synced_to(&live));
-        let mut tail = Tail::new(&live, rx, Start::End);
+        let mut tail = Tail::new(&live, rx, Start::After(synced_to(&live)));
         assert!(tail.read(10, 1 << 20).unwrap().lines.is_empty());
         let long = "y".repeat(20_000);
         append(&live, &format!("{long}\nz\n"));

@@ -44,6 +44,9 @@ pub struct Forwarder {
     meters: SinkMeters,
     cursor_path: PathBuf,
     drops: DropLedger,
+    /// What was durable when the forwarder was made, before the server answered anything: a
+    /// new sink without replay starts after it, however late its thread begins.
+    started: Synced,
 }
 
 impl Forwarder {
@@ -58,6 +61,7 @@ impl Forwarder {
             meters,
             cursor_path,
             drops: journal.drops(),
+            started: *journal.synced().borrow(),
         }
     }
 
@@ -68,7 +72,7 @@ impl Forwarder {
         let start = match cursor::load(&self.cursor_path) {
             Ok(Some(c)) => Start::At(c),
             Ok(None) if self.settings.replay => Start::Beginning,
-            Ok(None) => Start::End,
+            Ok(None) => Start::After(self.started),
             Err(e) => {
                 tracing::error!(sink = %name, error = %e, "the sink's cursor is unreadable: delivering the whole journal again (duplicates, nothing lost)");
                 Start::Beginning
