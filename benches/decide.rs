@@ -70,9 +70,11 @@ fn decide_once(set: &PolicySet, body: &[u8]) -> bool {
         source: Default::default(),
     };
     match admission::parse(body) {
-        Ok(review) => driftgate::admit(set, &review.request, Endpoint::validate(None), &stamp)
-            .map(|o| o.answered.is_allowed())
-            .unwrap_or(false),
+        Ok(review) => {
+            driftgate::admit(set, &driftgate::decide::Grants::none(), &review.request, Endpoint::validate(None), &stamp)
+                .map(|o| o.answered.is_allowed())
+                .unwrap_or(false)
+        }
         Err(_) => false,
     }
 }

@@ -114,6 +114,7 @@ fn mk_event(i: u64, time: OffsetDateTime, rng: &mut Rng) -> DriftEvent<'static> 
         trace_id: None,
         source: Default::default(),
         rate_limited: None,
+        grant: None,
         request_uid: format!("57b2f500-a8ca-4930-b895-{:012x}", i.wrapping_mul(2_654_435_761)).into(),
         id: id.into(),
     }

@@ -36,7 +36,7 @@ enum Command {
     /// Server-side apply the webhook configurations to the cluster of the current kubeconfig.
     Register(commands::register::RegisterArgs),
     /// Delete the webhook configurations from the cluster (absent is fine).
-    Unregister,
+    Unregister(commands::identity::Identity),
     /// Read drift events from the journal: filter them, print a table, JSON, a summary or PolicyReports.
     Review(commands::review::ReviewArgs),
     /// Replay AdmissionReview files offline against the policies; check test files' expectations.
@@ -45,6 +45,8 @@ enum Command {
     Suggest(commands::suggest::SuggestArgs),
     /// List live protected objects last written outside GitOps (managedFields); exit 1 on drift.
     Audit(commands::audit::AuditArgs),
+    /// Grant, list and revoke time-boxed BreakGlassGrants.
+    BreakGlass(commands::break_glass::BreakGlassArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +80,10 @@ struct ServeArgs {
     /// is found), on, off [default: auto].
     #[arg(long, value_enum)]
     events: Option<EventsMode>,
+    /// BreakGlassGrants, watched in driftgate's namespace: auto (on when a kubeconfig or an
+    /// in-cluster service account is found), on, off [default: auto].
+    #[arg(long, value_enum)]
+    grants: Option<EventsMode>,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +147,9 @@ impl ServeArgs {
         if let Some(v) = self.events {
             o.push(("events", format!("{v:?}").to_lowercase()));
         }
+        if let Some(v) = self.grants {
+            o.push(("grants", format!("{v:?}").to_lowercase()));
+        }
         o
     }
 }
@@ -165,11 +174,12 @@ pub fn run() -> ExitCode {
         },
         Command::Manifests(args) => commands::manifests::run(&args).map_err(Into::into),
         Command::Register(args) => commands::register::run(&args).map_err(Into::into),
-        Command::Unregister => commands::register::run_unregister().map_err(Into::into),
+        Command::Unregister(identity) => commands::register::run_unregister(&identity).map_err(Into::into),
         Command::Review(args) => return commands::review::run(&args),
         Command::Test(args) => return commands::test::run(&args),
         Command::Suggest(args) => return commands::suggest::run(&args),
         Command::Audit(args) => return commands::audit::run(&args),
+        Command::BreakGlass(args) => return commands::break_glass::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -103,6 +103,13 @@ pub struct Settings {
     /// The most bytes all journal files may take: beyond it the oldest unauthenticated events
     /// go first, then the oldest files, whatever their age (counted and logged).
     pub journal_max_total_bytes: u64,
+    /// BreakGlassGrants: watched in `namespace` (auto: whenever a kubeconfig or an in-cluster
+    /// service account is found).
+    pub grants: EventsMode,
+    /// The longest a BreakGlassGrant may last, in minutes from its creation.
+    pub break_glass_max_minutes: u64,
+    /// Whether a BreakGlassGrant may name its own granter among its subjects.
+    pub break_glass_allow_self_grant: bool,
 }
 
 impl Default for Settings {
@@ -133,6 +140,9 @@ impl Default for Settings {
             rate_limit_burst: 200,
             journal_min_retention_hours: 24,
             journal_max_total_bytes: 768 * 1024 * 1024,
+            grants: EventsMode::Auto,
+            break_glass_max_minutes: 240,
+            break_glass_allow_self_grant: false,
         }
     }
 }
@@ -154,6 +164,14 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// The limits every BreakGlassGrant is held to.
+    pub fn grant_limits(&self) -> crate::policy::grant::GrantLimits {
+        crate::policy::grant::GrantLimits {
+            max_duration: time::Duration::minutes(i64::try_from(self.break_glass_max_minutes).unwrap_or(i64::MAX)),
+            allow_self_grant: self.break_glass_allow_self_grant,
+        }
+    }
+
     /// Settings for tests: an ephemeral loopback port and everything under `dir`.
     pub fn for_test(dir: &Path) -> Self {
         Settings {
@@ -168,6 +186,7 @@ impl Settings {
             cert_reload_seconds: 1,
             policy_reload_seconds: 1,
             events: EventsMode::Off,
+            grants: EventsMode::Off,
             // Rotation tests rotate within seconds.
             journal_min_retention_hours: 0,
             ..Settings::default()
@@ -251,6 +270,9 @@ impl Settings {
                 "journal_max_total_bytes",
                 "must be at least twice journal_max_bytes (the live file and one rotated file)",
             );
+        }
+        if self.break_glass_max_minutes == 0 || self.break_glass_max_minutes > 7 * 24 * 60 {
+            return invalid("break_glass_max_minutes", "must be between 1 and 10080 (a week)");
         }
         sink_settings::validate_all(&self.sinks).map_err(|reason| ConfigError::Invalid { field: "sinks", reason })?;
         Ok(())

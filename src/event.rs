@@ -307,6 +307,27 @@ pub struct DriftEvent<'a> {
     /// events since `since` were counted, not journaled one by one; this is the last of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limited: Option<RateLimited>,
+    /// The BreakGlassGrant a `break-glass` change went through, or the grant a grant's own
+    /// create, update or delete is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantRef>,
+}
+
+/// A BreakGlassGrant, as a drift event names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantRef {
+    /// The grant's name (in driftgate's namespace).
+    pub name: String,
+    /// Why it was granted.
+    #[serde(default)]
+    pub reason: String,
+    /// Who granted it (checked against the creating request's user).
+    #[serde(default)]
+    pub granter: String,
+    /// When it stops matching.
+    #[serde(with = "time::serde::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// Who delivered a request to driftgate: the connection's peer, and what it proved.
@@ -429,6 +450,7 @@ impl<'a> DriftEvent<'a> {
             trace_id: self.trace_id.map(own),
             source: self.source.into_owned(),
             rate_limited: self.rate_limited,
+            grant: self.grant,
         }
     }
 }

@@ -13,10 +13,12 @@
 pub mod admission;
 pub mod certs;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod decide;
 pub mod event;
+pub mod grants;
 pub mod http;
 pub mod install;
 pub mod journal;

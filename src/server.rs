@@ -19,14 +19,16 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::certs::{self, CertError};
+use crate::cluster::{self, ClusterError, Connection};
 use crate::config::Settings;
 use crate::http::{self, AppState, Shutdown, flood, tls};
 use crate::journal::{Journal, JournalConfig, JournalObserver};
 use crate::metrics::Metrics;
+use crate::policy::grant::Grants;
 use crate::policy::{self, LoadError, PolicySet};
 use crate::reload::{ReloadStats, poll_reload};
 use crate::sinks::Sink;
-use crate::sinks::events::{Connected, EventSink, EventSinkConfig, SinkError};
+use crate::sinks::events::{Connected, EventSink, EventSinkConfig};
 use crate::sinks::forwarder::Forwarder;
 use crate::sinks::runner::Forwarding;
 
@@ -45,9 +47,9 @@ pub enum ServeError {
     /// rustls refused the configuration.
     #[error("failed to configure TLS: {0}")]
     Rustls(#[from] rustls::Error),
-    /// `--events on`, and Events cannot be sent.
+    /// `--events on` or `--grants on`, and no cluster client can be made.
     #[error(transparent)]
-    Events(#[from] SinkError),
+    Cluster(#[from] ClusterError),
     /// A sink cannot be built (its secret cannot be read, its CA file is broken, …).
     #[error("{0}")]
     Sink(String),
@@ -103,6 +105,8 @@ pub struct App {
     reloading: Reloading,
     stop: Shutdown,
     forwarders: Vec<Forwarder>,
+    /// The BreakGlassGrant watcher, when a cluster is configured.
+    grants_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
@@ -165,6 +169,17 @@ impl App {
                 None
             }
         };
+        let grants = Arc::new(ArcSwap::from_pointee(Grants { items: Vec::new(), limits: settings.grant_limits() }));
+        let grants_watch = match cluster::connect(settings.grants, "--grants", "BreakGlassGrants").await? {
+            Connection::On(client, target) => {
+                tracing::info!(cluster = %target.cluster, namespace = %settings.namespace, "watching break-glass grants");
+                Some(crate::grants::start(client, &settings.namespace, settings.grant_limits(), grants.clone()))
+            }
+            Connection::Off(reason) => {
+                tracing::info!(%reason, "break-glass grants off");
+                None
+            }
+        };
         let state = Arc::new(AppState {
             policies: Arc::new(ArcSwap::from_pointee(policies)),
             journal,
@@ -178,6 +193,7 @@ impl App {
                 rate: settings.rate_limit_per_source,
                 burst: f64::from(settings.rate_limit_burst),
             }),
+            grants,
         });
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -207,6 +223,7 @@ impl App {
                 grace: Duration::from_secs(settings.shutdown_grace_seconds),
             },
             forwarders,
+            grants_watch,
         };
         app.register_readings();
         Ok(app)
@@ -273,6 +290,9 @@ impl App {
         certificates.abort();
         summary.abort();
         floods.abort();
+        if let Some(watch) = self.grants_watch {
+            watch.abort();
+        }
         // What a rate-limited source did since the last summary is journaled before leaving.
         flood::journal_summaries(&state).await;
         if let Some(forwarding) = forwarding {

@@ -93,6 +93,9 @@ fn check_typed(doc: &Value) -> String {
         "ValidatingAdmissionPolicyBinding" => {
             round_trip::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>(doc)
         }
+        "CustomResourceDefinition" => round_trip::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(doc),
         other => panic!("unexpected kind {other}"),
     }
     kind
@@ -115,10 +118,12 @@ fn every_document_is_a_kubernetes_object_with_no_unknown_field() {
     assert_eq!(
         kinds,
         [
+            "CustomResourceDefinition",
             "Namespace",
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "ClusterRole",
             "ConfigMap",
             "Service",
             "Service",
@@ -136,6 +141,7 @@ fn every_document_is_a_kubernetes_object_with_no_unknown_field() {
             doc["kind"].as_str(),
             Some(
                 "Namespace"
+                    | "CustomResourceDefinition"
                     | "ClusterRole"
                     | "ClusterRoleBinding"
                     | "ValidatingWebhookConfiguration"
@@ -163,7 +169,20 @@ fn webhooks_cover_the_default_policy_groups_and_skip_kube_system_and_driftgate()
     let m: MutatingWebhookConfiguration = of_kind(&docs, "MutatingWebhookConfiguration");
     assert_eq!(v.metadata.name.as_deref(), Some("driftgate"));
     let hooks = v.webhooks.unwrap();
-    assert_eq!(hooks.len(), 4, "one webhook per policy, and its break-glass entry");
+    assert_eq!(hooks.len(), 5, "one webhook per policy, its break-glass entry, and the grants' entry");
+    // Every grant write in driftgate's namespace goes to /grants and fails closed: a grant is
+    // never made unchecked.
+    let grants = hooks.last().unwrap();
+    assert_eq!(grants.name, "breakglassgrants.driftgate.dev");
+    assert_eq!(grants.failure_policy.as_deref(), Some("Fail"));
+    assert_eq!(grants.client_config.service.as_ref().unwrap().path.as_deref(), Some("/grants"));
+    let rule = &grants.rules.as_ref().unwrap()[0];
+    assert_eq!(
+        (rule.api_groups.as_deref().unwrap(), rule.resources.as_deref().unwrap()),
+        (&["driftgate.dev".to_owned()][..], &["breakglassgrants".to_owned()][..])
+    );
+    let only = &grants.namespace_selector.as_ref().unwrap().match_expressions.as_ref().unwrap()[0];
+    assert_eq!((only.operator.as_str(), only.values.as_deref().unwrap()), ("In", &["driftgate".to_owned()][..]));
     let w = &hooks[0];
     assert_eq!(w.name, "mesh-gitops.validate.driftgate.dev");
     let rules = w.rules.clone().unwrap();
@@ -271,7 +290,8 @@ fn webhooks_follow_each_example_policy() {
     ];
     // Each policy that fails closed has a break-glass twin that fails open.
     let twins = table.iter().filter(|t| t.1 == "Fail").count();
-    assert_eq!(v.len(), table.len() + twins);
+    // And the grants' entry.
+    assert_eq!(v.len(), table.len() + twins + 1);
     for (name, failure, resources, not_in, only) in table {
         let w = by_name(name);
         assert_eq!(w.failure_policy.as_deref(), Some(*failure), "{name}");
@@ -323,7 +343,8 @@ fn url_flag_gives_client_config_url_instead_of_the_service() {
             "https://172.18.0.1:8443/validate/mesh-gitops",
             "https://172.18.0.1:8443/validate/mesh-gitops",
             "https://172.18.0.1:8443/validate/gitops-namespaces",
-            "https://172.18.0.1:8443/validate/gitops-namespaces"
+            "https://172.18.0.1:8443/validate/gitops-namespaces",
+            "https://172.18.0.1:8443/grants"
         ]
     );
     assert_eq!(m.webhooks, Some(vec![]));
@@ -555,7 +576,7 @@ fn kustomize_builds_the_base_and_the_cert_manager_overlay() {
         documents(&String::from_utf8(out.stdout).unwrap())
     };
     let base = build("manifests");
-    assert_eq!(base.len(), 14);
+    assert_eq!(base.len(), 16);
     // Without storage: the same StatefulSet, its journal on an emptyDir.
     let ephemeral = build("manifests/ephemeral-journal");
     assert_eq!(ephemeral.len(), base.len());
@@ -831,12 +852,13 @@ fn kustomize_builds_the_base_with_the_policy_reports_component() {
     let out = Command::new("kubectl").arg("kustomize").arg(overlay.path()).output().unwrap();
     assert!(out.status.success(), "kubectl kustomize: {}", String::from_utf8_lossy(&out.stderr));
     let docs = documents(&String::from_utf8(out.stdout).unwrap());
-    assert_eq!(docs.len(), 14 + 6, "the base, two CRDs, the account, role, binding and CronJob");
+    assert_eq!(docs.len(), 16 + 6, "the base, two CRDs, the account, role, binding and CronJob");
     let audit = |kind: &str| {
         docs.iter()
             .filter(|d| d["kind"] == kind && d["metadata"]["labels"]["app.kubernetes.io/component"] == "audit")
             .count()
     };
     assert_eq!([audit("ServiceAccount"), audit("ClusterRole"), audit("ClusterRoleBinding"), audit("CronJob")], [1; 4]);
-    assert_eq!(docs.iter().filter(|d| d["kind"] == "CustomResourceDefinition").count(), 2);
+    // The PolicyReport CRDs, and the base's BreakGlassGrant.
+    assert_eq!(docs.iter().filter(|d| d["kind"] == "CustomResourceDefinition").count(), 3);
 }

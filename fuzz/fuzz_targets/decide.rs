@@ -31,8 +31,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(review) = driftgate::admission::parse(data) else { return };
     let stamp = EventStamp { id: "fuzz".to_owned(), time: time::OffsetDateTime::UNIX_EPOCH };
     for set in SETS.iter() {
-        let _ = driftgate::admit(set, &review.request, Endpoint::validate(None), &stamp);
-        if let Ok(outcome) = driftgate::admit(set, &review.request, Endpoint::mutate(None), &stamp)
+        let _ = driftgate::admit(set, &driftgate::decide::Grants::none(), &review.request, Endpoint::validate(None), &stamp);
+        if let Ok(outcome) = driftgate::admit(set, &driftgate::decide::Grants::none(), &review.request, Endpoint::mutate(None), &stamp)
             && let Some(patch) = &outcome.answer.patch
         {
             let bytes = base64::engine::general_purpose::STANDARD.decode(patch).expect("a base64 patch");

@@ -11,6 +11,7 @@ use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, 
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
+use super::identity::{self, Identity};
 use super::manifests::InstallArgs;
 use crate::error_chain as chain;
 use crate::install::{self, FIELD_MANAGER, InstallError, Webhooks};
@@ -49,6 +50,23 @@ pub enum RegisterError {
         /// The API error.
         error: kube::Error,
     },
+    /// driftgate's tamper guard refused the delete: the caller is neither a GitOps identity
+    /// nor a break-glass member.
+    #[error(
+        "failed to delete {kind} {name}: driftgate's tamper guard refuses it for {user}. Run `driftgate unregister` as \
+         the GitOps identity (its kubeconfig, or `--as` it if you may impersonate) or as a break-glass member \
+         (`--as-group driftgate:break-glass`), or remove driftgate from Git. The API server said: {message}"
+    )]
+    Guarded {
+        /// The kind.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// Who was refused.
+        user: String,
+        /// The guard's message.
+        message: String,
+    },
     /// The API server refused the delete.
     #[error("failed to delete {kind} {name}: {}", chain(.error))]
     Delete {
@@ -61,6 +79,8 @@ pub enum RegisterError {
     },
 }
 
+/// How the tamper guard's refusals begin (`install::guard`).
+const GUARD_MESSAGE: &str = "driftgate tamper guard:";
 const VALIDATING: &str = "validatingwebhookconfiguration.admissionregistration.k8s.io";
 const MUTATING: &str = "mutatingwebhookconfiguration.admissionregistration.k8s.io";
 
@@ -106,20 +126,24 @@ pub async fn apply(client: Client, hooks: &Webhooks, dry_run: bool) -> Result<Ve
 /// Deletes both configurations (the validating one first); an absent one is no error.
 pub async fn delete(client: Client) -> Result<Vec<String>, RegisterError> {
     let name = install::APP;
-    let outcome = |result: Result<(), kube::Error>, kind: &'static str, what: &str| match result {
+    let user = || async { identity::whoami(&client).await.unwrap_or_else(|_| "you".to_owned()) };
+    let outcome = async |result: Result<(), kube::Error>, kind: &'static str, what: &str| match result {
         Ok(()) => Ok(format!("{what}/{name} deleted")),
         Err(kube::Error::Api(status)) if status.is_not_found() => {
             Ok(format!("{what}/{name} not found (nothing to do)"))
+        }
+        Err(kube::Error::Api(status)) if status.message.contains(GUARD_MESSAGE) => {
+            Err(RegisterError::Guarded { kind, name: name.to_owned(), user: user().await, message: status.message })
         }
         Err(error) => Err(RegisterError::Delete { kind, name: name.to_owned(), error }),
     };
     let params = DeleteParams::default();
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let v = validating.delete(name, &params).await.map(|_| ());
-    let mut lines = vec![outcome(v, "ValidatingWebhookConfiguration", VALIDATING)?];
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client);
+    let mut lines = vec![outcome(v, "ValidatingWebhookConfiguration", VALIDATING).await?];
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let m = mutating.delete(name, &params).await.map(|_| ());
-    lines.push(outcome(m, "MutatingWebhookConfiguration", MUTATING)?);
+    lines.push(outcome(m, "MutatingWebhookConfiguration", MUTATING).await?);
     Ok(lines)
 }
 
@@ -139,10 +163,10 @@ pub fn run(args: &RegisterArgs) -> Result<(), RegisterError> {
     Ok(())
 }
 
-/// `driftgate unregister`: deletes both configurations.
-pub fn run_unregister() -> Result<(), RegisterError> {
+/// `driftgate unregister`: deletes both configurations, as `identity`.
+pub fn run_unregister(identity: &Identity) -> Result<(), RegisterError> {
     let lines = runtime()?.block_on(async {
-        let client = Client::try_default().await.map_err(RegisterError::Connect)?;
+        let client = identity.client().await.map_err(RegisterError::Connect)?;
         delete(client).await
     })?;
     lines.iter().for_each(|l| println!("{l}"));

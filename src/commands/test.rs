@@ -223,8 +223,14 @@ fn replay_each(set: &PolicySet, path: &Path, hook: Hook, judges: &[Judges<'_>]) 
     judges
         .iter()
         .map(|judges| {
-            let outcome = decide::admit(set, &parsed.request, Endpoint { hook, judges: *judges }, &stamp)
-                .map_err(|e: DecideError| TestError::Decide { path: path.to_owned(), reason: e.to_string() })?;
+            let outcome = decide::admit(
+                set,
+                &decide::Grants::none(),
+                &parsed.request,
+                Endpoint { hook, judges: *judges },
+                &stamp,
+            )
+            .map_err(|e: DecideError| TestError::Decide { path: path.to_owned(), reason: e.to_string() })?;
             let message =
                 outcome.event.as_ref().map(|e| head(e.message.trim_start_matches("driftgate: "))).unwrap_or_default();
             Ok(Replayed { verdict: outcome.verdict, answered: outcome.answered, message })

@@ -9,9 +9,10 @@ use serde_json::value::RawValue;
 use super::changes::{Change, Changes};
 use super::doc::{self, Doc};
 use super::verdict::{Drift, Judge, Rule, Verdict};
-use super::{DecideError, Hook, Judges, lifecycle, mutate, tracking};
+use super::{DecideError, Hook, Judges, grant_write, lifecycle, mutate, tracking};
 use crate::admission::{AdmissionRequest, Operation};
 use crate::event::{Decision, GitOpsRef};
+use crate::policy::grant::Grants;
 use crate::policy::path::covers_change;
 use crate::policy::{BREAK_GLASS_ANNOTATION, DriftPolicy, Exemption, Mode, PolicySet, Scope, service_account_of};
 
@@ -68,13 +69,24 @@ fn read<'r>(field: &'static str, raw: Option<&'r RawValue>) -> Result<Option<Doc
     }
 }
 
+/// What a request is judged against besides the policies: the live grants, and the time.
+#[derive(Clone, Copy)]
+pub(crate) struct Context<'a> {
+    pub(crate) grants: &'a Grants,
+    pub(crate) now: time::OffsetDateTime,
+}
+
 /// Judges a request as `hook` of `judges` answers it.
 pub(crate) fn judge(
     set: &PolicySet,
     req: &AdmissionRequest<'_>,
     hook: Hook,
     judges: Judges<'_>,
+    cx: Context<'_>,
 ) -> Result<Verdict, DecideError> {
+    if judges == Judges::Grants {
+        return grant_write::judge(cx.grants, req, cx.now);
+    }
     let mut ids = Vec::new();
     let namespace = namespace_of(req);
     set.matching(&req.resource.group, &req.kind.kind, &req.resource.resource, namespace, req.operation, &mut ids);
@@ -111,7 +123,7 @@ pub(crate) fn judge(
     }
     let mut best: Option<Verdict> = None;
     for policy in ids.iter().filter_map(|&i| set.get(i)) {
-        let verdict = evaluate(policy, req, hook, &mut objects)?;
+        let verdict = evaluate(policy, req, hook, &mut objects, cx)?;
         if best.as_ref().is_none_or(|b| verdict.decision.severity() > b.decision.severity()) {
             best = Some(verdict);
         }
@@ -194,6 +206,7 @@ fn evaluate<'r>(
     req: &AdmissionRequest<'r>,
     hook: Hook,
     objects: &mut Option<Objects<'r>>,
+    cx: Context<'_>,
 ) -> Result<Verdict, DecideError> {
     let spec = &policy.spec;
     let decided = |decision, rule| {
@@ -238,6 +251,10 @@ fn evaluate<'r>(
         spec.break_glass.groups.iter().find(|g| req.user_info.groups.contains(&g.0))
     {
         (Decision::BreakGlass, Rule::BreakGlassGroup(g.0.clone()))
+    } else if let Some(g) = granted(cx, req, objects) {
+        drift.reason = Some(g.reason.clone());
+        drift.grant = Some(grant_write::reference(g));
+        (Decision::BreakGlass, Rule::BreakGlassGrant(g.name.clone()))
     } else if let Some(reason) = spec.break_glass.annotation.then(|| break_glass_reason(objects.subject())).flatten() {
         drift.reason = Some(reason);
         (Decision::BreakGlass, Rule::BreakGlassAnnotation)
@@ -277,6 +294,20 @@ fn evaluate<'r>(
     let mut v = decided(decision, rule);
     v.drift = Some(drift);
     Ok(v)
+}
+
+/// The grant that lets the request's user change its object now.
+fn granted<'g>(
+    cx: Context<'g>,
+    req: &AdmissionRequest<'_>,
+    objects: &Objects<'_>,
+) -> Option<&'g crate::policy::grant::Grant> {
+    // DeleteCollection names no object in the request; the object itself has the name.
+    let name = match req.name.as_str() {
+        "" => objects.subject().and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default(),
+        name => name,
+    };
+    cx.grants.matching(&req.user_info, &req.kind.kind, namespace_of(req), name, cx.now)
 }
 
 fn break_glass_reason(metadata: Option<&Value>) -> Option<String> {

@@ -15,6 +15,7 @@
 
 pub mod changes;
 pub mod doc;
+pub mod grant_write;
 pub(crate) mod judge;
 pub mod lifecycle;
 pub mod mutate;
@@ -31,6 +32,7 @@ use crate::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use crate::event::DriftEvent;
 pub use crate::event::{Decision, GitOpsRef};
 use crate::policy::PolicySet;
+pub use crate::policy::grant::Grants;
 
 /// The audit annotation that carries the drift event id (the kube-apiserver prefixes it with
 /// the webhook's name).
@@ -64,6 +66,8 @@ pub enum Judges<'a> {
     All,
     /// The named policy alone.
     Policy(&'a str),
+    /// Writes to BreakGlassGrants (`/grants`), judged by the grant rules.
+    Grants,
 }
 
 /// The endpoint a request came to: which webhook, judged by which policies.
@@ -84,6 +88,19 @@ impl<'a> Endpoint<'a> {
     /// `/mutate` (`None`) or `/mutate/<policy>`.
     pub fn mutate(policy: Option<&'a str>) -> Self {
         Endpoint { hook: Hook::Mutate, judges: policy.map_or(Judges::All, Judges::Policy) }
+    }
+
+    /// `/grants`: writes to BreakGlassGrants.
+    pub fn grants() -> Self {
+        Endpoint { hook: Hook::Validate, judges: Judges::Grants }
+    }
+
+    /// The endpoint's name in metrics, spans and logs: `validate`, `mutate` or `grants`.
+    pub fn path(&self) -> &'static str {
+        match self.judges {
+            Judges::Grants => "grants",
+            _ => self.hook.as_str(),
+        }
     }
 }
 
@@ -124,14 +141,17 @@ pub struct DecideError {
     source: serde_json::Error,
 }
 
-/// Decides a request that came to `endpoint`: the verdict, the answer and the drift event.
+/// Decides a request that came to `endpoint`, with the live break-glass `grants` (none:
+/// [`Grants::none`]) at the stamp's time: the verdict, the answer and the drift event.
 pub fn admit(
     set: &PolicySet,
+    grants: &Grants,
     req: &AdmissionRequest<'_>,
     endpoint: Endpoint<'_>,
     stamp: &EventStamp,
 ) -> Result<Outcome, DecideError> {
-    let verdict = judge::judge(set, req, endpoint.hook, endpoint.judges)?;
+    let cx = judge::Context { grants, now: stamp.time };
+    let verdict = judge::judge(set, req, endpoint.hook, endpoint.judges, cx)?;
     // The mutating webhook records only what it repairs; the validating one records the rest.
     let (record, answered) = match endpoint.hook {
         Hook::Validate => (verdict.decision.is_drift(), verdict.decision),
@@ -236,6 +256,7 @@ fn record_of(
         trace_id: stamp.trace_id.clone().map(Owned),
         source: stamp.source.clone(),
         rate_limited: None,
+        grant: drift.grant,
     }
 }
 

@@ -67,6 +67,10 @@ fn mk_req() -> Req {
 }
 
 fn run(set: &PolicySet, r: Req) -> Verdict {
+    outcome(set, &Grants::none(), Endpoint::validate(None), time::OffsetDateTime::UNIX_EPOCH, r).verdict
+}
+
+fn outcome(set: &PolicySet, grants: &Grants, endpoint: Endpoint<'_>, now: time::OffsetDateTime, r: Req) -> Outcome {
     let body = json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
@@ -79,13 +83,8 @@ fn run(set: &PolicySet, r: Req) -> Verdict {
     })
     .to_string();
     let review = admission::parse(body.as_bytes()).unwrap();
-    let stamp = EventStamp {
-        id: "E".into(),
-        time: time::OffsetDateTime::UNIX_EPOCH,
-        trace_id: None,
-        source: Default::default(),
-    };
-    admit(set, &review.request, Endpoint::validate(None), &stamp).unwrap().verdict
+    let stamp = EventStamp { id: "E".into(), time: now, trace_id: None, source: Default::default() };
+    admit(set, grants, &review.request, endpoint, &stamp).unwrap()
 }
 
 #[test]
@@ -348,4 +347,120 @@ fn progressive_delivery_controllers_write_what_they_write_and_nothing_else() {
 fn rehost(mut spec: Value) -> Value {
     spec["hosts"] = json!(["podinfo", "podinfo.shop"]);
     spec
+}
+
+mod grants {
+    use time::macros::datetime;
+    use time::{Duration, OffsetDateTime};
+
+    use super::*;
+    use crate::policy::grant::{Grant, GrantLimits};
+
+    const T0: OffsetDateTime = datetime!(2026-12-02 14:00 UTC);
+
+    fn grant_object(spec: Value) -> Value {
+        json!({"apiVersion": "driftgate.dev/v1alpha1", "kind": "BreakGlassGrant",
+               "metadata": {"name": "inc-4711", "namespace": "driftgate", "creationTimestamp": "2026-12-02T14:00:00Z"},
+               "spec": spec})
+    }
+
+    fn alice_in_shop() -> Value {
+        grant_object(json!({"subjects": [{"kind": "User", "name": "alice@example.com"}],
+                            "scope": {"namespaces": ["shop"], "kinds": ["VirtualService"]},
+                            "duration": "1h", "reason": "INC-4711", "granter": "bob@example.com"}))
+    }
+
+    fn live() -> Grants {
+        let g = Grant::from_object(&alice_in_shop(), GrantLimits::default(), T0).unwrap();
+        Grants { items: vec![g], limits: GrantLimits::default() }
+    }
+
+    #[test]
+    fn a_grant_lets_its_subject_through_its_scope_until_it_expires_and_says_so() {
+        let set = mk_set("enforce", "all");
+        let at = |now, r| outcome(&set, &live(), Endpoint::validate(None), now, r);
+        let through = at(T0 + Duration::minutes(30), mk_req());
+        assert_eq!(through.verdict.decision, Decision::BreakGlass);
+        assert_eq!(through.verdict.rule.to_string(), "break-glass:grant inc-4711");
+        let event = through.event.unwrap();
+        let grant = event.grant.unwrap();
+        assert_eq!(
+            (grant.name.as_str(), grant.reason.as_str(), grant.granter.as_str()),
+            ("inc-4711", "INC-4711", "bob@example.com")
+        );
+        assert!(
+            event.message.contains("grant inc-4711 by bob@example.com until 2026-12-02T15:00:00Z, reason: INC-4711"),
+            "{}",
+            event.message
+        );
+        // Expired, another namespace, another person: refused as ever.
+        assert_eq!(at(T0 + Duration::hours(1), mk_req()).verdict.decision, Decision::Denied);
+        assert_eq!(at(T0, Req { ns: "payments", ..mk_req() }).verdict.decision, Decision::Denied);
+        assert_eq!(at(T0, Req { user: "carol@example.com", ..mk_req() }).verdict.decision, Decision::Denied);
+    }
+
+    fn grant_write(op: &'static str, user: &'static str, old: Value, new: Value) -> Outcome {
+        let set = mk_set("enforce", "all");
+        let r = Req {
+            op,
+            user,
+            groups: vec![],
+            ns: "driftgate",
+            name: "inc-4711",
+            group: "driftgate.dev",
+            kind: "BreakGlassGrant",
+            sub: None,
+            old,
+            new,
+        };
+        outcome(&set, &Grants::none(), Endpoint::grants(), T0, r)
+    }
+
+    #[test]
+    fn grant_writes_are_checked_and_recorded() {
+        let created = grant_write("CREATE", "bob@example.com", Value::Null, alice_in_shop());
+        assert_eq!(created.verdict.decision, Decision::Audited);
+        assert_eq!(created.verdict.rule.to_string(), "grant:create");
+        assert!(created.answer.allowed);
+        let event = created.event.unwrap();
+        assert_eq!(event.grant.unwrap().expires_at, Some(T0 + Duration::hours(1)));
+        assert!(
+            event.message.contains("granted by bob@example.com until 2026-12-02T15:00:00Z, reason: INC-4711"),
+            "{}",
+            event.message
+        );
+
+        let refused = |op, user, old, new| {
+            let o = grant_write(op, user, old, new);
+            assert_eq!(o.verdict.decision, Decision::Denied, "{:?}", o.verdict);
+            assert!(o.event.is_some(), "a refused grant is recorded too");
+            o.event.unwrap().message.into_owned()
+        };
+        let mut no_reason = alice_in_shop();
+        no_reason["spec"]["reason"] = json!("");
+        assert!(refused("CREATE", "bob@example.com", Value::Null, no_reason).contains("spec.reason is required"));
+        let mut long = alice_in_shop();
+        long["spec"]["duration"] = json!("8h");
+        assert!(refused("CREATE", "bob@example.com", Value::Null, long).contains("longer than the 4h"));
+        assert!(
+            refused("CREATE", "mallory@example.com", Value::Null, alice_in_shop())
+                .contains("spec.granter must be the user creating the grant, mallory@example.com")
+        );
+        let mut own = alice_in_shop();
+        own["spec"]["granter"] = json!("alice@example.com");
+        assert!(refused("CREATE", "alice@example.com", Value::Null, own).contains("may not name its own granter"));
+        let mut widened = alice_in_shop();
+        widened["spec"]["scope"]["namespaces"] = json!(["shop", "payments"]);
+        assert!(refused("UPDATE", "bob@example.com", alice_in_shop(), widened).contains("spec cannot change"));
+
+        let mut labelled = alice_in_shop();
+        labelled["metadata"]["labels"] = json!({"team": "shop"});
+        assert_eq!(
+            grant_write("UPDATE", "bob@example.com", alice_in_shop(), labelled).verdict.decision,
+            Decision::Audited
+        );
+        let revoked = grant_write("DELETE", "carol@example.com", alice_in_shop(), Value::Null);
+        assert_eq!(revoked.verdict.rule.to_string(), "grant:delete");
+        assert!(revoked.event.unwrap().message.contains("revoked by carol@example.com"));
+    }
 }

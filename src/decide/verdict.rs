@@ -7,8 +7,8 @@ use std::fmt;
 use json_patch::Patch;
 
 use super::changes::{self, Change, Changes};
-use crate::admission::{AdmissionRequest, UserInfo};
-use crate::event::{Decision, GitOpsRef};
+use crate::admission::{AdmissionRequest, Operation, UserInfo};
+use crate::event::{Decision, GitOpsRef, GrantRef};
 use crate::policy::Mode;
 
 /// The rule that made a decision. Its [`fmt::Display`] is the name in drift events and test
@@ -45,6 +45,12 @@ pub enum Rule {
     BreakGlassGroup(String),
     /// Break-glass by the object's annotation.
     BreakGlassAnnotation,
+    /// Break-glass through this BreakGlassGrant.
+    BreakGlassGrant(String),
+    /// A valid create, update of metadata, or delete of a BreakGlassGrant: recorded.
+    GrantChange(Operation),
+    /// A BreakGlassGrant refused, and why.
+    GrantRefused(String),
     /// A protected change: the policy's mode answers it.
     Protected,
     /// Repair could not keep the exempt changes apart from the rest.
@@ -69,6 +75,9 @@ impl fmt::Display for Rule {
             Rule::ScopeUntracked => f.write_str("scope:untracked"),
             Rule::BreakGlassGroup(group) => write!(f, "break-glass:group {group}"),
             Rule::BreakGlassAnnotation => f.write_str("break-glass:annotation"),
+            Rule::BreakGlassGrant(name) => write!(f, "break-glass:grant {name}"),
+            Rule::GrantChange(op) => write!(f, "grant:{}", op.as_str().to_lowercase()),
+            Rule::GrantRefused(_) => f.write_str("grant:refused"),
             Rule::Protected => f.write_str("protected"),
             Rule::RepairNotPossible => f.write_str("repair:not-possible"),
         }
@@ -139,8 +148,10 @@ pub struct Drift {
     pub changes: Changes,
     /// Changed paths that a matching exemption did not cover (for a partly exempt change).
     pub not_exempt: Vec<String>,
-    /// The break-glass reason from the annotation.
+    /// The break-glass reason from the annotation or the grant.
     pub reason: Option<String>,
+    /// The BreakGlassGrant a change went through, or the grant a grant's write is about.
+    pub grant: Option<GrantRef>,
     /// The patch that repairs the change (repair mode, at the mutating webhook).
     pub repair: Option<Patch>,
 }
@@ -177,6 +188,9 @@ impl Verdict {
 
     /// What the person is told (deny message or warning), ending with the drift event id.
     pub fn message(&self, user: &UserInfo, event_id: &str) -> String {
+        if let Some(message) = self.grant_message(user) {
+            return format!("driftgate: {message} Drift event {event_id}.");
+        }
         let object = format!("{} {}", self.object.kind, self.object.object_ref());
         let drift = self.drift.as_ref();
         let owner = match drift.and_then(|d| d.gitops.as_ref()) {
@@ -199,13 +213,45 @@ impl Verdict {
             }
             Decision::BreakGlass => format!(
                 "break-glass change to {object} by {who} ({}) is let through and recorded — bring Git in line.",
-                self.reason().map_or_else(|| self.rule.to_string(), |r| format!("reason: {r}"))
+                match (drift.and_then(|d| d.grant.as_ref()), self.reason()) {
+                    (Some(g), _) => format!("grant {} by {}{}, reason: {}", g.name, g.granter, until(g), g.reason),
+                    (None, Some(r)) => format!("reason: {r}"),
+                    (None, None) => self.rule.to_string(),
+                }
             ),
             Decision::Allowed => format!("{object}: allowed by {}.", self.rule),
         };
         let attempted = drift.map_or_else(|| "Changed: nothing.".to_owned(), |d| attempted(self.decision, d));
         format!("driftgate: {head} {attempted} Drift event {event_id}.")
     }
+}
+
+impl Verdict {
+    /// What a granter is told about a BreakGlassGrant's own write.
+    fn grant_message(&self, user: &UserInfo) -> Option<String> {
+        let grant = format!("BreakGlassGrant {}", self.object.object_ref());
+        let who = &user.username;
+        let g = self.drift.as_ref().and_then(|d| d.grant.as_ref());
+        Some(match (&self.rule, g) {
+            (Rule::GrantRefused(why), _) => format!("{grant} is refused: {why}."),
+            (Rule::GrantChange(Operation::Create), Some(g)) => format!(
+                "{grant} granted by {who}{}, reason: {} — recorded; it matches nothing once it expires.",
+                until(g),
+                g.reason
+            ),
+            (Rule::GrantChange(Operation::Delete), _) => format!("{grant} revoked by {who} — recorded."),
+            (Rule::GrantChange(_), _) => format!("{grant}: metadata changed by {who} — recorded."),
+            _ => return None,
+        })
+    }
+}
+
+/// ` until 2026-12-02T15:00:00Z`, or nothing.
+fn until(g: &GrantRef) -> String {
+    g.expires_at
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .map(|t| format!(" until {t}"))
+        .unwrap_or_default()
 }
 
 /// `Changed: /a (1 → 2), /b (unset → "x") and 3 more.`, or what was attempted.

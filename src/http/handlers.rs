@@ -21,7 +21,7 @@ use tracing::field::Empty;
 use super::AppState;
 use super::caller::Caller;
 use crate::admission;
-use crate::decide::{self, Endpoint, EventStamp, Hook, Judges, Rule};
+use crate::decide::{self, Endpoint, EventStamp, Rule};
 use crate::metrics::{DriftLabels, RequestLabels};
 
 /// A request this server will not answer with an AdmissionReview.
@@ -77,7 +77,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// `POST /validate`: answers an AdmissionReview for the validating webhook, judged by every
 /// policy that covers it.
 pub async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    serve(&state, request, Hook::Validate, None).await
+    serve(&state, request, Endpoint::validate(None)).await
 }
 
 /// `POST /validate/<policy>`: as `/validate`, judged by the named policy alone (what the
@@ -87,13 +87,19 @@ pub async fn validate_policy(
     Path(policy): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    serve(&state, request, Hook::Validate, Some(policy)).await
+    serve(&state, request, Endpoint::validate(Some(&policy))).await
+}
+
+/// `POST /grants`: answers an AdmissionReview about a BreakGlassGrant (its own webhook entry):
+/// refused unless valid, and recorded either way.
+pub async fn grants(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    serve(&state, request, Endpoint::grants()).await
 }
 
 /// `POST /mutate`: answers an AdmissionReview for the mutating webhook, with a JSONPatch when
 /// it stamps provenance or repairs.
 pub async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    serve(&state, request, Hook::Mutate, None).await
+    serve(&state, request, Endpoint::mutate(None)).await
 }
 
 /// `POST /mutate/<policy>`: as `/mutate`, for the named policy alone.
@@ -102,13 +108,13 @@ pub async fn mutate_policy(
     Path(policy): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    serve(&state, request, Hook::Mutate, Some(policy)).await
+    serve(&state, request, Endpoint::mutate(Some(&policy))).await
 }
 
 /// Checks the caller and the time limit around [`answer`], and counts the outcome.
-async fn serve(state: &AppState, request: Request, hook: Hook, policy: Option<String>) -> Result<Response, ApiError> {
+async fn serve(state: &AppState, request: Request, endpoint: Endpoint<'_>) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let path = hook.as_str();
+    let path = endpoint.path();
     let caller = request.extensions().get::<Caller>().cloned();
     let verified = caller.as_ref().is_some_and(Caller::authenticated);
     let result = if state.require_client_cert && !verified {
@@ -117,7 +123,6 @@ async fn serve(state: &AppState, request: Request, hook: Hook, policy: Option<St
             "a client certificate signed by the configured client CA is required",
         ))
     } else {
-        let endpoint = Endpoint { hook, judges: policy.as_deref().map_or(Judges::All, Judges::Policy) };
         match tokio::time::timeout(state.request_timeout, answer(state, request, endpoint)).await {
             Ok(result) => result,
             Err(_) => Err(ApiError::new(
@@ -151,7 +156,7 @@ async fn answer(
     let req = &review.request;
     let span = tracing::info_span!(
         crate::telemetry::ADMISSION_SPAN,
-        endpoint = endpoint.hook.as_str(),
+        endpoint = endpoint.path(),
         uid = %req.uid,
         operation = req.operation.as_str(),
         kind = %req.kind.kind,
@@ -168,7 +173,7 @@ async fn answer(
         source: caller.as_ref().map(Caller::source).unwrap_or_default(),
     };
     let outcome = span
-        .in_scope(|| decide::admit(&state.policies.load(), req, endpoint, &stamp))
+        .in_scope(|| decide::admit(&state.policies.load(), &state.grants.load(), req, endpoint, &stamp))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let verdict = &outcome.verdict;
     span.record("decision", verdict.decision.as_str());
@@ -228,7 +233,7 @@ async fn answer(
         tracing::debug!(rule = %verdict.rule, "allowed");
     }
     let labels = RequestLabels {
-        endpoint: endpoint.hook.as_str(),
+        endpoint: endpoint.path(),
         operation: req.operation.as_str(),
         decision: outcome.answered.as_str(),
         kind: req.kind.kind.clone(),

@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::policy::PolicySet;
+use crate::policy::grant::Grants;
 use crate::sinks::events::EventSink;
 
 /// A TLS handshake must finish within this.
@@ -58,6 +59,8 @@ pub struct AppState {
     pub events: Option<Arc<EventSink>>,
     /// The per-source rate limit of drift events.
     pub flood: flood::Limiter,
+    /// The live BreakGlassGrants (swapped whole by the watcher; none without a cluster).
+    pub grants: Arc<ArcSwap<Grants>>,
 }
 
 /// How the accept loop stops: after `shutdown` it turns unready and keeps serving for `delay`
@@ -177,6 +180,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/validate", post(handlers::validate))
         .route("/validate/{policy}", post(handlers::validate_policy))
+        .route("/grants", post(handlers::grants))
         .route("/mutate", post(handlers::mutate))
         .route("/mutate/{policy}", post(handlers::mutate_policy))
         .route("/healthz", get(handlers::healthz))

@@ -11,6 +11,7 @@
 //! `manifests/base/` in the repository is this module's output for `policies/` (without a
 //! caBundle); `tests/manifests.rs` keeps the two equal and `make manifests` rewrites the files.
 
+pub mod grants;
 pub mod guard;
 pub mod webhooks;
 pub mod workload;
@@ -301,9 +302,18 @@ pub fn manifests(inputs: &Inputs) -> Result<Vec<Manifest>, InstallError> {
     let (role, binding) = workload::rbac(ns);
     let (guard, guard_binding) = guard::tamper_guard(&inputs.policies, opts);
     Ok(vec![
+        // The CRD first: what the grants webhook entry and the granter role are about.
+        Manifest { file: "breakglassgrant-crd.yaml", docs: vec![yaml("CustomResourceDefinition", &grants::crd())?] },
         Manifest { file: "namespace.yaml", docs: vec![yaml("Namespace", &workload::namespace(ns))?] },
         Manifest { file: "serviceaccount.yaml", docs: vec![yaml("ServiceAccount", &workload::service_account(ns))?] },
-        Manifest { file: "rbac.yaml", docs: vec![yaml("ClusterRole", &role)?, yaml("ClusterRoleBinding", &binding)?] },
+        Manifest {
+            file: "rbac.yaml",
+            docs: vec![
+                yaml("ClusterRole", &role)?,
+                yaml("ClusterRoleBinding", &binding)?,
+                yaml("ClusterRole", &grants::granter_role())?,
+            ],
+        },
         Manifest {
             file: "policies.yaml",
             docs: vec![yaml("ConfigMap", &workload::policies_config_map(ns, &inputs.files))?],

@@ -242,7 +242,7 @@ fn dedup(items: Vec<String>) -> Vec<String> {
     out
 }
 
-fn client_config(opts: &InstallOptions, path: &str) -> WebhookClientConfig {
+pub(crate) fn client_config(opts: &InstallOptions, path: &str) -> WebhookClientConfig {
     let ca_bundle = opts.ca_bundle.clone().map(ByteString);
     match &opts.url {
         Some(base) => {
@@ -390,6 +390,8 @@ pub fn webhooks(policies: &[DriftPolicy], opts: &InstallOptions) -> Webhooks {
         })
         .collect();
 
+    let mut validating = validating;
+    validating.push(super::grants::webhook(opts));
     Webhooks {
         validating: ValidatingWebhookConfiguration { metadata: meta(APP, None), webhooks: Some(validating) },
         mutating: MutatingWebhookConfiguration { metadata: meta(APP, None), webhooks: Some(mutating) },

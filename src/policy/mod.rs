@@ -6,6 +6,7 @@
 //! loading from a folder or a snapshot of it ([`load`]; the server's hot reload polls
 //! [`snapshot`] and loads what changed). It knows nothing of HTTP or the journal.
 
+pub mod grant;
 mod load;
 pub mod path;
 mod set;

@@ -30,6 +30,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::cluster::{self, ClusterError, Connection, Target};
 use crate::config::EventsMode;
 use crate::decide::Decision;
 use crate::event::DriftEvent;
@@ -61,37 +62,6 @@ pub const REASON_REPAIRED: &str = "DriftRepaired";
 /// Reason of the Event for a break-glass change.
 pub const REASON_BREAK_GLASS: &str = "BreakGlass";
 
-/// Why the sink could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// Running in a pod, but the service-account token or CA could not be read.
-    #[error("failed to load the in-cluster configuration for Kubernetes Events: {}", chain(.0))]
-    InCluster(kube::config::InClusterError),
-    /// The client could not be built from the configuration.
-    #[error("failed to make a Kubernetes client for Events: {}", chain(.0))]
-    Client(kube::Error),
-    /// The kubeconfig could not be loaded.
-    #[error("failed to load the {place} for Kubernetes Events: {}", chain(.error))]
-    Kubeconfig {
-        /// Where it was looked for.
-        place: String,
-        /// Why it could not be used.
-        error: kube::config::KubeconfigError,
-    },
-    /// `--events on`, and no client configuration anywhere.
-    #[error("--events on, but there is no kubeconfig (KUBECONFIG, ~/.kube/config) and no in-cluster service account")]
-    NoConfig,
-}
-
-/// Where Events go, for the start-up line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The API server's URL.
-    pub cluster: String,
-    /// Where the client configuration came from (`kubeconfig /path`, `in-cluster service account`).
-    pub source: String,
-}
-
 /// The outcome of [`EventSink::connect`].
 #[derive(Debug)]
 pub enum Connected {
@@ -99,26 +69,6 @@ pub enum Connected {
     On(EventSink, Target),
     /// Events are off, and why.
     Off(String),
-}
-
-/// Where a client configuration would come from: a kubeconfig first (`KUBECONFIG`, then
-/// `~/.kube/config`), then a pod's service account, as kubectl and client-go look.
-fn config_source() -> Option<ConfigSource> {
-    if let Some(path) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
-        return Some(ConfigSource::Kubeconfig(path.to_string_lossy().into_owned()));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        let path = std::path::Path::new(&home).join(".kube").join("config");
-        if path.is_file() {
-            return Some(ConfigSource::Kubeconfig(path.display().to_string()));
-        }
-    }
-    std::env::var_os("KUBERNETES_SERVICE_HOST").map(|_| ConfigSource::InCluster)
-}
-
-enum ConfigSource {
-    Kubeconfig(String),
-    InCluster,
 }
 
 /// How the sink queues and aggregates.
@@ -275,40 +225,13 @@ impl EventSink {
         EventSink { tx, counters, worker }
     }
 
-    /// A sink as `mode` asks: `off` never connects; `auto` connects when a kubeconfig or an
-    /// in-cluster service account is found and is off (with the reason) otherwise; `on` fails
-    /// when none can be used. Call it within a Tokio runtime.
-    pub async fn connect(mode: EventsMode, config: EventSinkConfig) -> Result<Connected, SinkError> {
-        if mode == EventsMode::Off {
-            return Ok(Connected::Off("--events off".to_owned()));
-        }
-        let (kube_config, source) = match config_source() {
-            Some(ConfigSource::Kubeconfig(path)) => {
-                let options = kube::config::KubeConfigOptions::default();
-                let source = format!("kubeconfig {path}");
-                match kube::Config::from_kubeconfig(&options).await {
-                    Ok(c) => (c, source),
-                    Err(error) if mode == EventsMode::Auto => {
-                        return Ok(Connected::Off(format!("{source} cannot be used: {}", chain(&error))));
-                    }
-                    Err(error) => return Err(SinkError::Kubeconfig { place: source, error }),
-                }
-            }
-            Some(ConfigSource::InCluster) => match kube::Config::incluster() {
-                Ok(c) => (c, "in-cluster service account".to_owned()),
-                Err(e) if mode == EventsMode::Auto => {
-                    return Ok(Connected::Off(format!("the in-cluster configuration cannot be used: {}", chain(&e))));
-                }
-                Err(e) => return Err(SinkError::InCluster(e)),
-            },
-            None if mode == EventsMode::Auto => {
-                return Ok(Connected::Off("no kubeconfig (KUBECONFIG, ~/.kube/config) and not in a pod".to_owned()));
-            }
-            None => return Err(SinkError::NoConfig),
-        };
-        let cluster = kube_config.cluster_url.to_string().trim_end_matches('/').to_owned();
-        let client = Client::try_from(kube_config).map_err(SinkError::Client)?;
-        Ok(Connected::On(EventSink::start(client, config), Target { cluster, source }))
+    /// A sink as `mode` asks (see [`cluster::connect`]): off, with the reason, when there is
+    /// no cluster and `mode` is `auto`. Call it within a Tokio runtime.
+    pub async fn connect(mode: EventsMode, config: EventSinkConfig) -> Result<Connected, ClusterError> {
+        Ok(match cluster::connect(mode, "--events", "Kubernetes Events").await? {
+            Connection::On(client, target) => Connected::On(EventSink::start(client, config), target),
+            Connection::Off(reason) => Connected::Off(reason),
+        })
     }
 
     /// Queues a drift event for its Kubernetes Event. Never waits: dry runs and decisions that

@@ -21,7 +21,7 @@ pub mod settings;
 pub mod stdout;
 pub mod webhook;
 
-pub use events::{EventSink, EventSinkConfig, SinkError};
+pub use events::{EventSink, EventSinkConfig};
 pub use settings::{SinkSettings, SinkType};
 
 use crate::event::DriftEvent;

@@ -149,5 +149,7 @@ pub fn decision(set: &PolicySet, review: &Value, policy: &str) -> Result<Decisio
         source: Default::default(),
     };
     let endpoint = Endpoint { hook: Hook::Validate, judges: Judges::Policy(policy) };
-    decide::admit(set, &parsed.request, endpoint, &stamp).map(|o| o.verdict.decision).map_err(|e| e.to_string())
+    decide::admit(set, &decide::Grants::none(), &parsed.request, endpoint, &stamp)
+        .map(|o| o.verdict.decision)
+        .map_err(|e| e.to_string())
 }

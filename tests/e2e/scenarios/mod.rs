@@ -4,6 +4,7 @@ pub mod audit;
 pub mod callers;
 pub mod deletion;
 pub mod gitops;
+pub mod grants;
 pub mod install;
 pub mod modes;
 pub mod outage;
@@ -41,6 +42,8 @@ pub fn all() -> Vec<Scenario> {
         progressive::flagger_writes_what_its_canary_owns_and_a_person_may_not,
         outage::with_driftgate_down_people_are_refused_and_gitops_break_glass_and_kube_system_are_not,
         outage::the_tamper_guard_keeps_people_even_admins_from_removing_driftgate,
+        grants::a_grant_lets_exactly_its_subject_change_exactly_its_scope_until_it_expires,
+        grants::grants_without_a_reason_beyond_the_cap_or_for_their_granter_are_refused,
         install::the_shipped_statefulset_keeps_each_journal_on_a_claim,
         callers::with_a_client_ca_the_apiserver_is_authenticated_and_a_direct_post_is_refused,
         callers::a_flood_of_forged_reviews_is_summarised_and_the_real_refusals_survive,

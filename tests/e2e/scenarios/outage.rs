@@ -108,6 +108,13 @@ pub fn the_tamper_guard_keeps_people_even_admins_from_removing_driftgate(env: &E
     assert!(refused(&out) || out.stderr.contains("not found"), "{out:?}");
     let out = dg.unregister();
     assert!(!out.ok() && out.stderr.contains("driftgate tamper guard"), "unregister as the admin: {out:?}");
+    assert!(
+        out.stderr.contains("driftgate's tamper guard refuses it for kubernetes-admin")
+            && out.stderr.contains("Run `driftgate unregister` as the GitOps identity"),
+        "unregister explains: {}",
+        out.stderr
+    );
+    println!("e2e: tamper guard: driftgate unregister (as admin) said: {}", out.stderr.trim());
 
     // cert-manager's CA injector may rotate the caBundle, and change nothing else.
     let injector = crate::support::Identity::person("system:serviceaccount:cert-manager:cert-manager-cainjector", &[]);
@@ -127,9 +134,16 @@ pub fn the_tamper_guard_keeps_people_even_admins_from_removing_driftgate(env: &E
         c.kubectl(injector).run(&["patch", "validatingwebhookconfiguration", "driftgate", "--type=json", "-p", loosen]);
     assert!(refused(&out), "and nothing else: {out:?}");
 
-    // The GitOps identity may.
-    c.argocd().ok(&["delete", "validatingwebhookconfiguration", "driftgate"]);
-    c.argocd().ok(&["delete", "mutatingwebhookconfiguration", "driftgate"]);
+    // The GitOps identity may: `driftgate unregister` run as it removes both configurations.
+    let out = dg.cli(&["unregister", "--as", crate::support::kubectl::ARGOCD]);
+    assert!(out.ok(), "unregister as the GitOps identity: {out:?}");
+    println!(
+        "e2e: tamper guard: driftgate unregister --as {}:\n{}",
+        crate::support::kubectl::ARGOCD,
+        out.stdout.trim_end()
+    );
+    assert!(c.get_json(&["validatingwebhookconfiguration", "driftgate"]).is_none());
+    assert!(c.get_json(&["mutatingwebhookconfiguration", "driftgate"]).is_none());
     // The guard itself is guarded by RBAC only: the admin removes it.
     c.admin().ok(&["delete", "validatingadmissionpolicybinding", "driftgate-tamper-guard"]);
     c.admin().ok(&["delete", "validatingadmissionpolicy", "driftgate-tamper-guard"]);
