@@ -510,9 +510,13 @@ mod tests {
                 "mesh-gitops-break-glass.validate.driftgate.dev",
                 "mesh-gitops-2.validate.driftgate.dev",
                 "fix.validate.driftgate.dev",
-                "fix-break-glass.validate.driftgate.dev"
+                "fix-break-glass.validate.driftgate.dev",
+                // BreakGlassGrant writes, whatever the policies.
+                "breakglassgrants.driftgate.dev"
             ]
         );
+        let v: Vec<ValidatingWebhook> =
+            v.into_iter().filter(|w| w.name != super::super::grants::WEBHOOK_NAME).collect();
         // Enforce and repair fail closed, except for break-glass members, whose entry fails
         // open (an emergency must not wait for driftgate); warn never fails closed.
         let policies: Vec<&str> = v.iter().map(|w| w.failure_policy.as_deref().unwrap()).collect();
