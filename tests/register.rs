@@ -92,7 +92,7 @@ async fn register_server_side_applies_both_configurations_as_field_manager_drift
     assert_eq!(
         lines,
         [
-            "validatingwebhookconfiguration.admissionregistration.k8s.io/driftgate serverside-applied: mesh-gitops.validate.driftgate.dev, mesh-gitops-break-glass.validate.driftgate.dev, gitops-namespaces.validate.driftgate.dev, gitops-namespaces-break-glass.validate.driftgate.dev",
+            "validatingwebhookconfiguration.admissionregistration.k8s.io/driftgate serverside-applied: mesh-gitops.validate.driftgate.dev, mesh-gitops-break-glass.validate.driftgate.dev, gitops-namespaces.validate.driftgate.dev, gitops-namespaces-break-glass.validate.driftgate.dev, breakglassgrants.driftgate.dev",
             "mutatingwebhookconfiguration.admissionregistration.k8s.io/driftgate serverside-applied: no webhooks (no policy repairs or stamps provenance)",
         ]
     );
