@@ -70,14 +70,29 @@ pub fn generate(req: &CertRequest) -> Result<CertBundle, CertError> {
     if req.dns.is_empty() && req.ips.is_empty() {
         return Err(CertError::NoNames);
     }
-    let now = OffsetDateTime::now_utc();
-    let not_before = now - Duration::minutes(5);
-    let not_after = now + Duration::days(i64::from(req.days.max(1)));
+    let mut leaf = CertificateParams::new(req.dns.clone())?;
+    leaf.subject_alt_names.extend(req.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    let name = req.dns.first().cloned().unwrap_or_else(|| "driftgate".into());
+    let (ca_pem, cert_pem, key_pem) =
+        ca_and_leaf("driftgate CA", leaf, &name, ExtendedKeyUsagePurpose::ServerAuth, req.days)?;
+    Ok(CertBundle { ca_pem, cert_pem, key_pem })
+}
 
+/// A new CA named `ca_name` and `leaf` (named `common_name`, for `usage`) signed by it, both
+/// valid from five minutes ago for `days`: the PEM of the CA, the leaf and the leaf's key.
+fn ca_and_leaf(
+    ca_name: &str,
+    mut leaf: CertificateParams,
+    common_name: &str,
+    usage: ExtendedKeyUsagePurpose,
+    days: u32,
+) -> Result<(String, String, String), CertError> {
+    let now = OffsetDateTime::now_utc();
+    let (not_before, not_after) = (now - Duration::minutes(5), now + Duration::days(i64::from(days.max(1))));
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name.push(DnType::CommonName, "driftgate CA");
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     ca.not_before = not_before;
     ca.not_after = not_after;
@@ -85,18 +100,15 @@ pub fn generate(req: &CertRequest) -> Result<CertBundle, CertError> {
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, ca_key);
 
-    let mut leaf = CertificateParams::new(req.dns.clone())?;
-    leaf.subject_alt_names.extend(req.ips.iter().map(|ip| SanType::IpAddress(*ip)));
     leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name.push(DnType::CommonName, req.dns.first().cloned().unwrap_or_else(|| "driftgate".into()));
+    leaf.distinguished_name.push(DnType::CommonName, common_name);
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.extended_key_usages = vec![usage];
     leaf.not_before = not_before;
     leaf.not_after = not_after;
     let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
-
-    Ok(CertBundle { ca_pem: ca_cert.pem(), cert_pem: leaf_cert.pem(), key_pem: leaf_key.serialize_pem() })
+    Ok((ca_cert.pem(), leaf_cert.pem(), leaf_key.serialize_pem()))
 }
 
 /// PEM text of a client CA and a client certificate it signed.
@@ -113,28 +125,10 @@ pub struct ClientBundle {
 /// Makes a client CA and a client certificate for `common_name` (the kube-apiserver's identity
 /// towards driftgate).
 pub fn generate_client(common_name: &str, days: u32) -> Result<ClientBundle, CertError> {
-    let now = OffsetDateTime::now_utc();
-    let (not_before, not_after) = (now - Duration::minutes(5), now + Duration::days(i64::from(days.max(1))));
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name.push(DnType::CommonName, "driftgate client CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    ca.not_before = not_before;
-    ca.not_after = not_after;
-    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca, ca_key);
-    let mut leaf = CertificateParams::new(Vec::<String>::new())?;
-    leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name.push(DnType::CommonName, common_name);
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    leaf.not_before = not_before;
-    leaf.not_after = not_after;
-    let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
-    Ok(ClientBundle { ca_pem: ca_cert.pem(), cert_pem: leaf_cert.pem(), key_pem: leaf_key.serialize_pem() })
+    let leaf = CertificateParams::new(Vec::<String>::new())?;
+    let (ca_pem, cert_pem, key_pem) =
+        ca_and_leaf("driftgate client CA", leaf, common_name, ExtendedKeyUsagePurpose::ClientAuth, days)?;
+    Ok(ClientBundle { ca_pem, cert_pem, key_pem })
 }
 
 /// Writes `files` (name, text, mode) into `dir`, creating it; refuses to replace existing

@@ -16,14 +16,7 @@ const EDIT: &str = "virtualservice-update-kubectl-edit-human.validating.json";
 
 /// A client that calls the server from `from` (any 127.0.0.0/8 address is this machine).
 fn client_from(server: &TestServer, from: IpAddr) -> reqwest::Client {
-    driftgate::http::tls::install_default_provider();
-    reqwest::Client::builder()
-        .tls_backend_rustls()
-        .tls_certs_only([reqwest::Certificate::from_pem(server.ca_pem.as_bytes()).unwrap()])
-        .resolve("localhost", server.addr)
-        .local_address(from)
-        .build()
-        .unwrap()
+    common::client_builder(&server.ca_pem, server.addr).local_address(from).build().unwrap()
 }
 
 async fn refuse(client: &reqwest::Client, server: &TestServer) -> Value {

@@ -170,11 +170,15 @@ async fn answer(
         id: uuid::Uuid::now_v7().to_string(),
         time: time::OffsetDateTime::now_utc(),
         trace_id: trace_id(&span),
-        source: caller.as_ref().map(Caller::source).unwrap_or_default(),
+        // Filled in below only when there is an event to carry it.
+        source: crate::event::Source::default(),
     };
-    let outcome = span
+    let mut outcome = span
         .in_scope(|| decide::admit(&state.policies.load(), &state.grants.load(), req, endpoint, &stamp))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    if let (Some(event), Some(caller)) = (outcome.event.as_mut(), &caller) {
+        event.source = caller.source();
+    }
     let verdict = &outcome.verdict;
     span.record("decision", verdict.decision.as_str());
     span.record("policy", verdict.policy_name().unwrap_or("-"));
@@ -184,8 +188,8 @@ async fn answer(
     };
     if limited {
         // Answered all the same; the journal gets this source's count every few seconds.
-        if let Some(caller) = &caller {
-            state.metrics.rate_limited(&caller.address.to_canonical().to_string(), 1);
+        if let Some(event) = &outcome.event {
+            state.metrics.rate_limited(&event.source.address, 1);
         }
     } else if let Some(event) = &outcome.event {
         let appending = Instant::now();

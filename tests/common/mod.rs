@@ -152,16 +152,22 @@ impl TestServer {
 
 /// A client that trusts only `ca_pem` and reaches `localhost` at `addr`.
 pub fn client_for(ca_pem: &str, addr: SocketAddr, http1_only: bool) -> reqwest::Client {
-    driftgate::http::tls::install_default_provider();
-    let mut builder = reqwest::Client::builder()
-        .tls_backend_rustls()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
-        .resolve("localhost", addr)
-        .timeout(Duration::from_secs(30));
+    let mut builder = client_builder(ca_pem, addr);
     if http1_only {
         builder = builder.http1_only();
     }
     builder.build().unwrap()
+}
+
+/// A client that trusts only `ca_pem` and reaches `localhost` at `addr` (add to it, e.g. a
+/// local address to send from).
+pub fn client_builder(ca_pem: &str, addr: SocketAddr) -> reqwest::ClientBuilder {
+    driftgate::http::tls::install_default_provider();
+    reqwest::Client::builder()
+        .tls_backend_rustls()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+        .resolve("localhost", addr)
+        .timeout(Duration::from_secs(30))
 }
 
 /// Polls `check` until it holds or `deadline` passes.

@@ -11,7 +11,7 @@ pub mod propose;
 pub mod rewrite;
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -83,12 +83,7 @@ pub fn run(args: &SuggestArgs) -> ExitCode {
 
 fn suggest(args: &SuggestArgs) -> Result<(), String> {
     let since = args.since.map(|w| w.resolve(OffsetDateTime::now_utc()));
-    let lines = read_lines(&args.journals)?;
-    let events: Vec<DriftEvent<'_>> = lines
-        .iter()
-        .filter_map(|l| DriftEvent::parse(l.as_bytes()).ok())
-        .filter(|e| since.is_none_or(|s| e.time >= s))
-        .collect();
+    let events = read_events(&args.journals, |e| since.is_none_or(|s| e.time >= s))?;
     let loaded = policy::load_dir(&args.policies).map_err(|e| e.to_string())?;
     let current = PolicySet::new(loaded.clone(), std::slice::from_ref(&args.namespace));
     let suggestions = propose::propose(&events, args.min_count);
@@ -173,14 +168,25 @@ fn suggest(args: &SuggestArgs) -> Result<(), String> {
     printed.map_err(|e| format!("failed to write to standard output: {e}"))
 }
 
-/// Every line of the journals (with their rotated files, oldest first) or standard input.
-fn read_lines(journals: &[PathBuf]) -> Result<Vec<String>, String> {
-    let mut lines = Vec::new();
+/// The drift events `keep` wants from the journals (with their rotated files, oldest first) or
+/// standard input, read a line at a time: memory holds the events kept, not the files.
+fn read_events(
+    journals: &[PathBuf],
+    keep: impl Fn(&DriftEvent<'_>) -> bool,
+) -> Result<Vec<DriftEvent<'static>>, String> {
+    let mut events = Vec::new();
+    let mut take = |line: read::Line<'_>| -> Result<(), read::ReadError> {
+        if let Ok(event) = DriftEvent::parse(line.text)
+            && keep(&event)
+        {
+            events.push(event.into_owned());
+        }
+        Ok(())
+    };
     for journal in journals {
         if journal.as_os_str() == "-" {
-            for line in io::stdin().lock().lines() {
-                lines.push(line.map_err(|e| format!("failed to read standard input: {e}"))?);
-            }
+            read::for_each_line(io::stdin().lock(), Path::new("standard input"), &mut take)
+                .map_err(|e| e.to_string())?;
             continue;
         }
         let files = read::journal_files(journal).map_err(|e| e.to_string())?;
@@ -191,11 +197,11 @@ fn read_lines(journals: &[PathBuf]) -> Result<Vec<String>, String> {
             ));
         }
         for file in files {
-            let text = std::fs::read(&file).map_err(|e| format!("failed to read {}: {e}", file.display()))?;
-            lines.extend(String::from_utf8_lossy(&text).lines().map(str::to_owned));
+            let opened = std::fs::File::open(&file).map_err(|e| format!("failed to read {}: {e}", file.display()))?;
+            read::for_each_line(io::BufReader::new(opened), &file, &mut take).map_err(|e| e.to_string())?;
         }
     }
-    Ok(lines)
+    Ok(events)
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
