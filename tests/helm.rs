@@ -140,8 +140,13 @@ fn typed(doc: &Value) -> Value {
         "MutatingWebhookConfiguration" => via::<MutatingWebhookConfiguration>(doc),
         "ValidatingAdmissionPolicy" => via::<ValidatingAdmissionPolicy>(doc),
         "ValidatingAdmissionPolicyBinding" => via::<admission::ValidatingAdmissionPolicyBinding>(doc),
+        "CustomResourceDefinition" => {
+            via::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(doc)
+        }
+        "Role" => via::<rbac::v1::Role>(doc),
+        "RoleBinding" => via::<rbac::v1::RoleBinding>(doc),
         "Issuer" | "Certificate" | "ServiceMonitor" | "PrometheusRule" => doc.clone(),
-        other => panic!("the chart renders an unexpected kind {other}"),
+        other => panic!("a kind this test does not know yet: {other} (add its k8s-openapi type)"),
     }
 }
 
@@ -304,7 +309,7 @@ fn an_external_url_renders_what_manifests_url_prints() {
     let url = "https://127.0.0.1:8443";
     let chart = render(
         "driftgate",
-        &format!("namespace: {{create: true}}\nwebhook: {{url: '{url}/'}}\n{}", existing_secret(&ca)),
+        &format!("namespace: {{create: true}}\nwebhook: {{url: '{url}//'}}\n{}", existing_secret(&ca)),
     );
     let manifests = generated(&inputs(&root().join("policies"), "driftgate", &ca, Some(url)));
     assert_same(&chart, &manifests, "webhook.url");

@@ -176,7 +176,7 @@ unless cert-manager's CA injector fills it in. Argument: dict root, path.
 {{- $root := .root -}}
 {{- $config := dict -}}
 {{- with $root.Values.webhook.url -}}
-{{- $_ := set $config "url" (print (trimSuffix "/" .) $.path) -}}
+{{- $_ := set $config "url" (print (regexReplaceAll "/+$" . "") $.path) -}}
 {{- else -}}
 {{- $_ := set $config "service" (dict "namespace" $root.Release.Namespace "name" "driftgate" "path" .path "port" 443) -}}
 {{- end -}}
