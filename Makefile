@@ -9,10 +9,12 @@ run:
 	$(CARGO) run --release --locked -- serve
 
 ## test: formatting, lints (warnings are errors) and every test, the end-to-end suite on a real
-## kube-apiserver included when its binaries are found (one SKIPPED line otherwise)
+## kube-apiserver included when its binaries are found (one SKIPPED line otherwise); Helm for
+## the chart's tests is fetched into .tools/ when it is not on PATH (scripts/fetch-helm.sh)
 test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	scripts/fetch-helm.sh >/dev/null
 	$(CARGO) test --locked
 
 ## e2e: only the end-to-end suite; fails when the kube-apiserver binaries are missing
@@ -37,6 +39,13 @@ check:
 ## certs: a fresh development CA and localhost certificate in ./certs
 certs:
 	$(CARGO) run --release --locked -- certs --out certs --dns localhost --ip 127.0.0.1 --ip ::1 --force
+
+## helm: copy the files the chart carries (policies/default.yaml, manifests/monitoring/) into
+## charts/driftgate/files/ (tests/helm.rs fails while they differ), then lint the chart
+.PHONY: helm
+helm:
+	DRIFTGATE_BLESS=1 $(CARGO) test --locked --test helm the_files_the_chart_carries_are_the_repositorys
+	"$$(scripts/fetch-helm.sh)" lint --strict charts/driftgate
 
 ## manifests: regenerate manifests/base/ from policies/ (tests/manifests.rs fails while they differ)
 .PHONY: manifests

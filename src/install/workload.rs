@@ -85,16 +85,18 @@ pub(crate) fn policies_config_map(ns: &str, files: &[PolicyFile]) -> ConfigMap {
     }
 }
 
-/// FNV-1a (64 bit) over the policy files: a change marker for the pod template, not security.
+/// A change marker for the pod template over the policy files, not security: the first 16 hex
+/// digits of SHA-256 over `sha256(name) sha256(text)` of each file in name order (lowercase
+/// hex), which the Helm chart computes with its own functions (`sha256sum`, in
+/// `charts/driftgate/templates/_policies.tpl`) to the same value.
 fn policies_hash(files: &[PolicyFile]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for f in files {
-        for byte in f.name.bytes().chain([0]).chain(f.text.bytes()).chain([0]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{hash:016x}")
+    let hex = |data: &[u8]| -> String {
+        ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let mut sorted: Vec<&PolicyFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let each: String = sorted.iter().map(|f| hex(f.name.as_bytes()) + &hex(f.text.as_bytes())).collect();
+    hex(each.as_bytes()).chars().take(16).collect()
 }
 
 fn env(name: &str, value: &str) -> EnvVar {

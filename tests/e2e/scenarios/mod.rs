@@ -5,6 +5,7 @@ pub mod callers;
 pub mod deletion;
 pub mod gitops;
 pub mod grants;
+pub mod helm;
 pub mod install;
 pub mod modes;
 pub mod outage;
@@ -48,5 +49,6 @@ pub fn all() -> Vec<Scenario> {
         callers::with_a_client_ca_the_apiserver_is_authenticated_and_a_direct_post_is_refused,
         callers::a_flood_of_forged_reviews_is_summarised_and_the_real_refusals_survive,
         audit::audit_finds_what_people_changed_while_driftgate_was_stopped_and_reports_it,
+        helm::the_chart_installs_upgrades_and_uninstalls_with_no_gap_in_refusals,
     ]
 }
