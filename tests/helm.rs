@@ -758,10 +758,20 @@ fn webhook_values_set_timeouts_failure_policies_and_exclusions() {
     );
     let v: ValidatingWebhookConfiguration = get(&chart, "ValidatingWebhookConfiguration", "driftgate");
     let hooks = v.webhooks.unwrap();
-    // Enforce fails open now: no break-glass twin is needed.
+    // Enforce fails open now: no break-glass twin is needed. The grants' entry always fails
+    // closed (a grant is never made unchecked) and keeps to the release namespace.
     let names: Vec<&str> = hooks.iter().map(|w| w.name.as_str()).collect();
-    assert_eq!(names, ["mesh-gitops.validate.driftgate.dev", "gitops-namespaces.validate.driftgate.dev"]);
-    for w in &hooks {
+    assert_eq!(
+        names,
+        [
+            "mesh-gitops.validate.driftgate.dev",
+            "gitops-namespaces.validate.driftgate.dev",
+            "breakglassgrants.driftgate.dev"
+        ]
+    );
+    let (grants, hooks) = hooks.split_last().unwrap();
+    assert_eq!((grants.failure_policy.as_deref(), grants.timeout_seconds), (Some("Fail"), Some(10)));
+    for w in hooks {
         assert_eq!(w.failure_policy.as_deref(), Some("Ignore"));
         assert_eq!(w.timeout_seconds, Some(10));
         let not_in = w.namespace_selector.clone().unwrap().match_expressions.unwrap()[0].values.clone().unwrap();
@@ -835,6 +845,7 @@ fn the_files_the_chart_carries_are_the_repositorys() {
         ("manifests/monitoring/prometheusrule.yaml", "files/monitoring/prometheusrule.yaml"),
         ("manifests/monitoring/servicemonitor.yaml", "files/monitoring/servicemonitor.yaml"),
         ("manifests/monitoring/grafana-dashboard.json", "files/monitoring/grafana-dashboard.json"),
+        ("manifests/base/breakglassgrant-crd.yaml", "files/crds/breakglassgrant-crd.yaml"),
     ] {
         let want = std::fs::read_to_string(root().join(from)).unwrap();
         let path = chart().join(to);

@@ -223,6 +223,10 @@ unless cert-manager's CA injector fills it in. Argument: dict root, path.
 {{- $validating = append $validating (merge (dict "name" (include "driftgate.breakGlassName" $name) "failurePolicy" "Ignore" "matchConditions" $members) (deepCopy $hook)) -}}
 {{- end -}}
 {{- end -}}
+{{- /* Every BreakGlassGrant write in the release namespace, failing closed (install/grants.rs). */ -}}
+{{- $grantRule := dict "apiGroups" (list "driftgate.dev") "apiVersions" (list "*") "operations" (list "CREATE" "UPDATE" "DELETE") "resources" (list "breakglassgrants") "scope" "Namespaced" -}}
+{{- $grantNamespaces := dict "matchExpressions" (list (dict "key" "kubernetes.io/metadata.name" "operator" "In" "values" (list $root.Release.Namespace))) -}}
+{{- $validating = append $validating (dict "name" "breakglassgrants.driftgate.dev" "admissionReviewVersions" (list "v1") "clientConfig" (include "driftgate.clientConfig" (dict "root" $root "path" "/grants") | fromJson) "rules" (list $grantRule) "namespaceSelector" $grantNamespaces "objectSelector" (dict) "matchPolicy" "Equivalent" "failurePolicy" "Fail" "sideEffects" "NoneOnDryRun" "timeoutSeconds" $timeout) -}}
 {{- $mutated := list -}}
 {{- $mutatedNames := list -}}
 {{- range $p := $policies -}}

@@ -46,6 +46,15 @@ fn install_grants(env: &Env, dg: &Driftgate) {
     assert!(out.ok() || out.stderr.contains("already exists"), "{out:?}");
 }
 
+/// Removes what [`install_grants`] applied (the CRD with every grant), so that a later install
+/// (the Helm chart's) makes them its own.
+fn uninstall_grants(env: &Env) {
+    let admin = env.cluster.admin();
+    admin.ok(&["-n", "driftgate", "delete", "rolebinding", "e2e-bob-grants", "--ignore-not-found"]);
+    admin.ok(&["delete", "clusterrole", "driftgate-break-glass-granter", "--ignore-not-found"]);
+    admin.ok(&["delete", "crd", "breakglassgrants.driftgate.dev", "--ignore-not-found", "--wait=true"]);
+}
+
 /// Starts driftgate watching grants, after the CRD is there.
 fn start(env: &Env, name: &str) -> Driftgate {
     let c = &env.cluster;
@@ -146,6 +155,7 @@ pub fn a_grant_lets_exactly_its_subject_change_exactly_its_scope_until_it_expire
     assert!(through.iter().all(|e| e["decision"] == "break-glass" && e["user"]["username"] == ALICE));
     assert_eq!(through[0]["grant"]["name"], name.as_str());
     assert!(journal.iter().any(|e| rule(e) == "grant:delete" && e["grant"]["name"] == name.as_str()));
+    uninstall_grants(env);
 }
 
 pub fn grants_without_a_reason_beyond_the_cap_or_for_their_granter_are_refused(env: &Env) {
@@ -193,4 +203,5 @@ pub fn grants_without_a_reason_beyond_the_cap_or_for_their_granter_are_refused(e
     let refused: Vec<Value> =
         dg.journal_all().into_iter().filter(|e| e["rule"] == "grant:refused" && e["decision"] == "denied").collect();
     assert!(refused.len() >= 4, "each refusal is journaled: {refused:#?}");
+    uninstall_grants(env);
 }

@@ -141,7 +141,7 @@ pub fn the_chart_installs_upgrades_and_uninstalls_with_no_gap_in_refusals(env: &
     assert!(out.stdout.contains("STATUS: deployed"), "{}", out.stdout);
     let installed = webhook_json(c);
     let bundles = ca_bundles(&installed);
-    assert_eq!(bundles.len(), 4, "two policies, each with its break-glass twin");
+    assert_eq!(bundles.len(), 5, "two policies, each with its break-glass twin, and the grants' entry");
     let ca = secret_key(c, ns, "driftgate-ca", "ca.crt");
     assert!(bundles.iter().all(|b| *b == base64::engine::general_purpose::STANDARD.encode(&ca)), "caBundle = the CA");
     let first_cert = serve_the_charts_certificate(c, &dg, ns);
