@@ -43,6 +43,8 @@ pub fn start(client: Client, namespace: &str, limits: GrantLimits, live: Arc<Arc
         let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
         let mut stream = std::pin::pin!(stream);
         let mut failing = false;
+        // Each invalid grant is logged once a version, not at every change of the set.
+        let mut warned = std::collections::BTreeSet::new();
         while let Some(event) = stream.next().await {
             match event {
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
@@ -57,7 +59,7 @@ pub fn start(client: Client, namespace: &str, limits: GrantLimits, live: Arc<Arc
                             "break-glass grant seen"
                         );
                     }
-                    let grants = read(&store, limits, OffsetDateTime::now_utc());
+                    let grants = read(&store, limits, OffsetDateTime::now_utc(), &mut warned);
                     live.store(Arc::new(grants));
                 }
                 Err(e) if !failing => {
@@ -75,17 +77,27 @@ pub fn start(client: Client, namespace: &str, limits: GrantLimits, live: Arc<Arc
     })
 }
 
-/// The valid grants in `store`.
-fn read(store: &Store<DynamicObject>, limits: GrantLimits, now: OffsetDateTime) -> Grants {
+/// The valid grants in `store`; an invalid one is logged unless `warned` has its version.
+fn read(
+    store: &Store<DynamicObject>,
+    limits: GrantLimits,
+    now: OffsetDateTime,
+    warned: &mut std::collections::BTreeSet<(String, String)>,
+) -> Grants {
     let mut items = Vec::new();
     for object in store.state() {
         let name = object.metadata.name.clone().unwrap_or_default();
+        let version = object.metadata.resource_version.clone().unwrap_or_default();
         let checked = serde_json::to_value(&*object)
             .map_err(|e| grant::GrantError::Malformed(e.to_string()))
             .and_then(|value| Grant::from_object(&value, limits, now));
         match checked {
             Ok(g) => items.push(g),
-            Err(e) => tracing::warn!(grant = %name, reason = %e, "a break-glass grant is not valid and is ignored"),
+            Err(e) => {
+                if warned.insert((name.clone(), version)) {
+                    tracing::warn!(grant = %name, reason = %e, "a break-glass grant is not valid and is ignored");
+                }
+            }
         }
     }
     items.sort_by(|a, b| a.name.cmp(&b.name));
