@@ -83,6 +83,8 @@ fn check_typed(doc: &Value) -> String {
         "StatefulSet" => round_trip::<apps::v1::StatefulSet>(doc),
         "ClusterRole" => round_trip::<rbac::v1::ClusterRole>(doc),
         "ClusterRoleBinding" => round_trip::<rbac::v1::ClusterRoleBinding>(doc),
+        "Role" => round_trip::<rbac::v1::Role>(doc),
+        "RoleBinding" => round_trip::<rbac::v1::RoleBinding>(doc),
         "PodDisruptionBudget" => round_trip::<policy::v1::PodDisruptionBudget>(doc),
         "NetworkPolicy" => round_trip::<networking::v1::NetworkPolicy>(doc),
         "ValidatingWebhookConfiguration" => round_trip::<ValidatingWebhookConfiguration>(doc),
@@ -124,6 +126,8 @@ fn every_document_is_a_kubernetes_object_with_no_unknown_field() {
             "ClusterRole",
             "ClusterRoleBinding",
             "ClusterRole",
+            "Role",
+            "RoleBinding",
             "ConfigMap",
             "Service",
             "Service",
@@ -576,7 +580,7 @@ fn kustomize_builds_the_base_and_the_cert_manager_overlay() {
         documents(&String::from_utf8(out.stdout).unwrap())
     };
     let base = build("manifests");
-    assert_eq!(base.len(), 16);
+    assert_eq!(base.len(), 18);
     // Without storage: the same StatefulSet, its journal on an emptyDir.
     let ephemeral = build("manifests/ephemeral-journal");
     assert_eq!(ephemeral.len(), base.len());
@@ -852,7 +856,7 @@ fn kustomize_builds_the_base_with_the_policy_reports_component() {
     let out = Command::new("kubectl").arg("kustomize").arg(overlay.path()).output().unwrap();
     assert!(out.status.success(), "kubectl kustomize: {}", String::from_utf8_lossy(&out.stderr));
     let docs = documents(&String::from_utf8(out.stdout).unwrap());
-    assert_eq!(docs.len(), 16 + 6, "the base, two CRDs, the account, role, binding and CronJob");
+    assert_eq!(docs.len(), 18 + 6, "the base, two CRDs, the account, role, binding and CronJob");
     let audit = |kind: &str| {
         docs.iter()
             .filter(|d| d["kind"] == kind && d["metadata"]["labels"]["app.kubernetes.io/component"] == "audit")

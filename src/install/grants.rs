@@ -4,16 +4,18 @@
 //! webhook entry that sends every grant write to driftgate (`/grants`). Pure.
 
 use k8s_openapi::api::admissionregistration::v1::{RuleWithOperations, ValidatingWebhook};
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde_json::json;
 
-use super::{InstallOptions, NAMESPACE_NAME_LABEL, WEBHOOK_TIMEOUT_SECONDS, meta, strings};
+use super::{APP, InstallOptions, NAMESPACE_NAME_LABEL, WEBHOOK_TIMEOUT_SECONDS, meta, strings};
 use crate::policy::grant;
 
 /// The ClusterRole that may create, list and revoke grants.
 pub const GRANTER_ROLE: &str = "driftgate-break-glass-granter";
+/// The Role that lets driftgate read the grants of its namespace.
+pub const READER_ROLE: &str = "driftgate-grants-reader";
 /// The name of the grants' webhook entry.
 pub const WEBHOOK_NAME: &str = "breakglassgrants.driftgate.dev";
 /// The endpoint grant writes go to.
@@ -109,14 +111,33 @@ pub fn granter_role() -> ClusterRole {
     }
 }
 
-/// What driftgate's own role needs to watch grants.
-pub fn reader_rule() -> PolicyRule {
-    PolicyRule {
-        api_groups: Some(strings(&[grant::GROUP])),
-        resources: Some(strings(&[grant::PLURAL])),
-        verbs: strings(&["get", "list", "watch"]),
-        ..PolicyRule::default()
-    }
+/// The Role (and its binding to driftgate's ServiceAccount) that lets driftgate watch the grants
+/// of its own namespace, and nothing else.
+pub fn reader(ns: &str) -> (Role, RoleBinding) {
+    let role = Role {
+        metadata: meta(READER_ROLE, Some(ns)),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(strings(&[grant::GROUP])),
+            resources: Some(strings(&[grant::PLURAL])),
+            verbs: strings(&["get", "list", "watch"]),
+            ..PolicyRule::default()
+        }]),
+    };
+    let binding = RoleBinding {
+        metadata: meta(READER_ROLE, Some(ns)),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "Role".to_owned(),
+            name: READER_ROLE.to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: APP.to_owned(),
+            namespace: Some(ns.to_owned()),
+            ..Subject::default()
+        }]),
+    };
+    (role, binding)
 }
 
 /// The webhook entry for grant writes in driftgate's namespace: everyone's, failing closed (a

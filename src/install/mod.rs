@@ -301,6 +301,7 @@ pub fn manifests(inputs: &Inputs) -> Result<Vec<Manifest>, InstallError> {
     let hooks = webhooks(&inputs.policies, opts);
     let (role, binding) = workload::rbac(ns);
     let (guard, guard_binding) = guard::tamper_guard(&inputs.policies, opts);
+    let (reader, reader_binding) = grants::reader(ns);
     Ok(vec![
         // The CRD first: what the grants webhook entry and the granter role are about.
         Manifest { file: "breakglassgrant-crd.yaml", docs: vec![yaml("CustomResourceDefinition", &grants::crd())?] },
@@ -312,6 +313,8 @@ pub fn manifests(inputs: &Inputs) -> Result<Vec<Manifest>, InstallError> {
                 yaml("ClusterRole", &role)?,
                 yaml("ClusterRoleBinding", &binding)?,
                 yaml("ClusterRole", &grants::granter_role())?,
+                yaml("Role", &reader)?,
+                yaml("RoleBinding", &reader_binding)?,
             ],
         },
         Manifest {

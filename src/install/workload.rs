@@ -49,15 +49,12 @@ pub(crate) fn service_account(ns: &str) -> ServiceAccount {
 pub(crate) fn rbac(ns: &str) -> (ClusterRole, ClusterRoleBinding) {
     let role = ClusterRole {
         metadata: meta(APP, None),
-        rules: Some(vec![
-            PolicyRule {
-                api_groups: Some(strings(&["events.k8s.io"])),
-                resources: Some(strings(&["events"])),
-                verbs: strings(&["create", "patch"]),
-                ..PolicyRule::default()
-            },
-            super::grants::reader_rule(),
-        ]),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(strings(&["events.k8s.io"])),
+            resources: Some(strings(&["events"])),
+            verbs: strings(&["create", "patch"]),
+            ..PolicyRule::default()
+        }]),
         ..ClusterRole::default()
     };
     let binding = ClusterRoleBinding {
