@@ -52,8 +52,6 @@ pub struct Target {
     pub cluster: String,
     /// Where the client configuration came from (`kubeconfig /path`, `in-cluster service account`).
     pub source: String,
-    /// The configuration's namespace (the pod's, or the kubeconfig context's).
-    pub namespace: String,
 }
 
 /// The outcome of [`connect`].
@@ -96,9 +94,8 @@ pub async fn connect(mode: EventsMode, flag: &'static str, purpose: &'static str
         None => return Err(ClusterError::NoConfig { flag }),
     };
     let cluster = kube_config.cluster_url.to_string().trim_end_matches('/').to_owned();
-    let namespace = kube_config.default_namespace.clone();
     let client = Client::try_from(kube_config).map_err(|error| ClusterError::Client { purpose, error })?;
-    Ok(Connection::On(client, Target { cluster, source, namespace }))
+    Ok(Connection::On(client, Target { cluster, source }))
 }
 
 /// Where a client configuration would come from.

@@ -156,11 +156,8 @@ async fn with_a_client_ca_only_the_apiserver_certificate_is_answered() {
     assert_eq!(server.get("/healthz").await.0, StatusCode::OK);
     assert!(server.journal().is_empty(), "a refused caller journals nothing");
 
-    let apiserver = reqwest::Client::builder()
-        .tls_backend_rustls()
-        .tls_certs_only([reqwest::Certificate::from_pem(server.ca_pem.as_bytes()).unwrap()])
+    let apiserver = common::client_builder(&server.ca_pem, server.addr)
         .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
-        .resolve("localhost", server.addr)
         .build()
         .unwrap();
     let resp = apiserver

@@ -109,40 +109,37 @@ pub fn run(args: &BreakGlassArgs) -> ExitCode {
 }
 
 fn execute(args: &BreakGlassArgs) -> Result<Vec<String>, BreakGlassError> {
+    // The flags are checked before anything talks to the cluster.
     let grant = match &args.action {
         Action::Grant(g) => Some(g.object()?),
-        _ => None,
+        Action::List | Action::Revoke { .. } => None,
     };
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(BreakGlassError::Runtime)?;
     runtime.block_on(async {
         let client = args.identity.client().await.map_err(BreakGlassError::Connect)?;
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &args.driftgate_namespace, &api_resource());
+        let ns = &args.driftgate_namespace;
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource());
         let refused =
             |action: String| move |e: kube::Error| BreakGlassError::Refused { action, message: message_of(&e) };
-        match (&args.action, grant) {
-            (Action::Grant(_), Some(mut object)) => {
-                let me =
-                    identity::whoami(&client).await.map_err(refused("asking the API server who you are".into()))?;
-                object["spec"]["granter"] = json!(me);
-                let object: DynamicObject =
-                    serde_json::from_value(object).map_err(|e| BreakGlassError::Flags(e.to_string()))?;
-                let made =
-                    api.create(&PostParams::default(), &object).await.map_err(refused("the grant was".into()))?;
-                Ok(vec![describe_created(&made, &args.driftgate_namespace)])
+        if let Some(mut object) = grant {
+            let me = identity::whoami(&client).await.map_err(refused("asking the API server who you are".into()))?;
+            object["spec"]["granter"] = json!(me);
+            let object: DynamicObject =
+                serde_json::from_value(object).map_err(|e| BreakGlassError::Flags(e.to_string()))?;
+            let made = api.create(&PostParams::default(), &object).await.map_err(refused("the grant was".into()))?;
+            return Ok(vec![describe_created(&made, ns)]);
+        }
+        match &args.action {
+            Action::Revoke { name } => {
+                api.delete(name, &DeleteParams::default()).await.map_err(refused(format!("revoking {name} was")))?;
+                Ok(vec![format!("breakglassgrant {ns}/{name} revoked: it matches nothing from now on")])
             }
-            (Action::List, _) => {
+            // (A grant was made and returned above.)
+            Action::List | Action::Grant(_) => {
                 let list = api.list(&ListParams::default()).await.map_err(refused("listing grants was".into()))?;
                 Ok(table(&list.items, OffsetDateTime::now_utc()))
             }
-            (Action::Revoke { name }, _) => {
-                api.delete(name, &DeleteParams::default()).await.map_err(refused(format!("revoking {name} was")))?;
-                Ok(vec![format!(
-                    "breakglassgrant {}/{name} revoked: it matches nothing from now on",
-                    args.driftgate_namespace
-                )])
-            }
-            (Action::Grant(_), None) => Err(BreakGlassError::Flags("no grant".into())),
         }
     })
 }
@@ -187,17 +184,10 @@ impl GrantArgs {
     }
 }
 
-/// A name prefix from a subject: lowercase letters, digits and `-`, short.
+/// A name prefix from a subject (a user's part before `@`): a short DNS label.
 fn dns_prefix(subject: &str) -> String {
     let local = subject.split('@').next().unwrap_or(subject);
-    let mapped: String = local
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' })
-        .collect();
-    let short: String = mapped.trim_matches('-').chars().take(40).collect();
-    let short = short.trim_end_matches('-');
-    if short.is_empty() { "grant".to_owned() } else { short.to_owned() }
+    crate::install::dns_label(local, 40, "grant")
 }
 
 /// What the API server said, without the client's wrapping.

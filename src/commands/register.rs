@@ -79,8 +79,6 @@ pub enum RegisterError {
     },
 }
 
-/// How the tamper guard's refusals begin (`install::guard`).
-const GUARD_MESSAGE: &str = "driftgate tamper guard:";
 const VALIDATING: &str = "validatingwebhookconfiguration.admissionregistration.k8s.io";
 const MUTATING: &str = "mutatingwebhookconfiguration.admissionregistration.k8s.io";
 
@@ -132,7 +130,7 @@ pub async fn delete(client: Client) -> Result<Vec<String>, RegisterError> {
         Err(kube::Error::Api(status)) if status.is_not_found() => {
             Ok(format!("{what}/{name} not found (nothing to do)"))
         }
-        Err(kube::Error::Api(status)) if status.message.contains(GUARD_MESSAGE) => {
+        Err(kube::Error::Api(status)) if status.message.contains(install::guard::REFUSAL_PREFIX) => {
             Err(RegisterError::Guarded { kind, name: name.to_owned(), user: user().await, message: status.message })
         }
         Err(error) => Err(RegisterError::Delete { kind, name: name.to_owned(), error }),

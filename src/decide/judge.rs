@@ -50,6 +50,15 @@ impl<'r> Objects<'r> {
         self.old.as_ref().and_then(|d| d.uid.clone()).or_else(|| self.new.as_ref().and_then(|d| d.uid.clone()))
     }
 
+    /// The object's name: the request's, or for DeleteCollection (which names none) the
+    /// object's own.
+    fn name<'a>(&'a self, req: &'a AdmissionRequest<'_>) -> &'a str {
+        match req.name.as_str() {
+            "" => self.subject().and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default(),
+            name => name,
+        }
+    }
+
     fn gitops(&self) -> Option<GitOpsRef> {
         let tracked = |d: &Option<Doc<'_>>| d.as_ref()?.metadata.as_ref().and_then(tracking::tracked_by_metadata);
         tracked(&self.old).or_else(|| tracked(&self.new))
@@ -130,11 +139,10 @@ pub(crate) fn judge(
     }
     let mut verdict = best.unwrap_or_else(|| Verdict::new(req, Decision::Allowed, Rule::Unprotected));
     verdict.object.uid = objects.as_ref().and_then(Objects::uid);
-    if verdict.object.name.is_empty() {
-        // DeleteCollection names no object in the request; the object itself has the name.
-        if let Some(name) = objects.as_ref().and_then(Objects::subject).and_then(|m| m.get("name")) {
-            verdict.object.name = name.as_str().unwrap_or_default().to_owned();
-        }
+    if verdict.object.name.is_empty()
+        && let Some(objects) = &objects
+    {
+        verdict.object.name = objects.name(req).to_owned();
     }
     Ok(verdict)
 }
@@ -302,12 +310,7 @@ fn granted<'g>(
     req: &AdmissionRequest<'_>,
     objects: &Objects<'_>,
 ) -> Option<&'g crate::policy::grant::Grant> {
-    // DeleteCollection names no object in the request; the object itself has the name.
-    let name = match req.name.as_str() {
-        "" => objects.subject().and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default(),
-        name => name,
-    };
-    cx.grants.matching(&req.user_info, &req.kind.kind, namespace_of(req), name, cx.now)
+    cx.grants.matching(&req.user_info, &req.kind.kind, namespace_of(req), objects.name(req), cx.now)
 }
 
 fn break_glass_reason(metadata: Option<&Value>) -> Option<String> {

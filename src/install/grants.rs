@@ -4,12 +4,12 @@
 //! webhook entry that sends every grant write to driftgate (`/grants`). Pure.
 
 use k8s_openapi::api::admissionregistration::v1::{RuleWithOperations, ValidatingWebhook};
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde_json::json;
 
-use super::{APP, InstallOptions, NAMESPACE_NAME_LABEL, WEBHOOK_TIMEOUT_SECONDS, meta, strings};
+use super::{InstallOptions, NAMESPACE_NAME_LABEL, WEBHOOK_TIMEOUT_SECONDS, meta, strings};
 use crate::policy::grant;
 
 /// The ClusterRole that may create, list and revoke grants.
@@ -125,17 +125,8 @@ pub fn reader(ns: &str) -> (Role, RoleBinding) {
     };
     let binding = RoleBinding {
         metadata: meta(READER_ROLE, Some(ns)),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_owned(),
-            kind: "Role".to_owned(),
-            name: READER_ROLE.to_owned(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_owned(),
-            name: APP.to_owned(),
-            namespace: Some(ns.to_owned()),
-            ..Subject::default()
-        }]),
+        role_ref: super::role_ref("Role", READER_ROLE),
+        subjects: Some(super::driftgate_account(ns)),
     };
     (role, binding)
 }

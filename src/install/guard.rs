@@ -18,6 +18,8 @@ use crate::policy::DriftPolicy;
 
 /// The guard's name (policy and binding).
 pub const TAMPER_GUARD: &str = "driftgate-tamper-guard";
+/// How every refusal of the guard begins (`driftgate unregister` recognises it by this).
+pub const REFUSAL_PREFIX: &str = "driftgate tamper guard:";
 /// cert-manager's CA injector, which may write the webhooks' `caBundle` and nothing else.
 pub const CA_INJECTOR: &str = "system:serviceaccount:cert-manager:cert-manager-cainjector";
 
@@ -130,7 +132,7 @@ pub fn tamper_guard(
         },
     ];
     let message = format!(
-        "'driftgate tamper guard: ' + request.resource.resource + ' ' + request.name + ' is part of driftgate\\'s install, \
+        "'{REFUSAL_PREFIX} ' + request.resource.resource + ' ' + request.name + ' is part of driftgate\\'s install, \
          which only the GitOps identities change. Change it in Git; to remove driftgate, run `driftgate unregister` \
          as the GitOps identity or a break-glass member ({}), or delete it from Git.'",
         "kubectl --as-group driftgate:break-glass"

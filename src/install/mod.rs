@@ -356,6 +356,38 @@ fn yaml<T: Serialize>(what: &'static str, object: &T) -> Result<String, InstallE
     serde_yaml_ng::to_string(object).map_err(|error| InstallError::Yaml { what, error })
 }
 
+/// A DNS label from `name`: lowercase letters, digits and `-` (anything else becomes `-`), no
+/// `-` at either end, at most `max` characters; `fallback` when nothing is left.
+pub fn dns_label(name: &str, max: usize, fallback: &str) -> String {
+    let mapped: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' })
+        .collect();
+    let trimmed: String = mapped.trim_matches('-').chars().take(max).collect();
+    let trimmed = trimmed.trim_end_matches('-');
+    if trimmed.is_empty() { fallback.to_owned() } else { trimmed.to_owned() }
+}
+
+/// A binding's reference to the `kind` (`Role`, `ClusterRole`) named `name`.
+pub(crate) fn role_ref(kind: &str, name: &str) -> k8s_openapi::api::rbac::v1::RoleRef {
+    k8s_openapi::api::rbac::v1::RoleRef {
+        api_group: "rbac.authorization.k8s.io".to_owned(),
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+/// A binding's subjects: driftgate's ServiceAccount in `ns`.
+pub(crate) fn driftgate_account(ns: &str) -> Vec<k8s_openapi::api::rbac::v1::Subject> {
+    vec![k8s_openapi::api::rbac::v1::Subject {
+        kind: "ServiceAccount".to_owned(),
+        name: APP.to_owned(),
+        namespace: Some(ns.to_owned()),
+        ..Default::default()
+    }]
+}
+
 pub(crate) fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([(NAME_LABEL.to_owned(), APP.to_owned())])
 }

@@ -263,14 +263,7 @@ pub(crate) fn client_config(opts: &InstallOptions, path: &str) -> WebhookClientC
 
 /// A DNS label from a policy name (lowercase letters, digits and `-`, at most 63 characters).
 fn dns_label(name: &str) -> String {
-    let mapped: String = name
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' })
-        .collect();
-    let trimmed: String = mapped.trim_matches('-').chars().take(63).collect();
-    let trimmed = trimmed.trim_end_matches('-').to_owned();
-    if trimmed.is_empty() { "policy".to_owned() } else { trimmed }
+    super::dns_label(name, 63, "policy")
 }
 
 /// `<policy>.<suffix>` for each policy, unique even where two names map to one label.

@@ -20,7 +20,7 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -59,17 +59,8 @@ pub(crate) fn rbac(ns: &str) -> (ClusterRole, ClusterRoleBinding) {
     };
     let binding = ClusterRoleBinding {
         metadata: meta(APP, None),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_owned(),
-            kind: "ClusterRole".to_owned(),
-            name: APP.to_owned(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_owned(),
-            name: APP.to_owned(),
-            namespace: Some(ns.to_owned()),
-            ..Subject::default()
-        }]),
+        role_ref: super::role_ref("ClusterRole", APP),
+        subjects: Some(super::driftgate_account(ns)),
     };
     (role, binding)
 }
