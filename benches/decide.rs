@@ -63,12 +63,7 @@ fn scaled_review(bytes: usize) -> Vec<u8> {
 }
 
 fn decide_once(set: &PolicySet, body: &[u8]) -> bool {
-    let stamp = EventStamp {
-        id: "bench".to_owned(),
-        time: time::OffsetDateTime::UNIX_EPOCH,
-        trace_id: None,
-        source: Default::default(),
-    };
+    let stamp = EventStamp { id: "bench".to_owned(), time: time::OffsetDateTime::UNIX_EPOCH, trace_id: None };
     match admission::parse(body) {
         Ok(review) => {
             driftgate::admit(set, &driftgate::decide::Grants::none(), &review.request, Endpoint::validate(None), &stamp)

@@ -29,7 +29,7 @@ static SETS: LazyLock<Vec<PolicySet>> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(review) = driftgate::admission::parse(data) else { return };
-    let stamp = EventStamp { id: "fuzz".to_owned(), time: time::OffsetDateTime::UNIX_EPOCH };
+    let stamp = EventStamp { id: "fuzz".to_owned(), time: time::OffsetDateTime::UNIX_EPOCH, trace_id: None };
     for set in SETS.iter() {
         let _ = driftgate::admit(set, &driftgate::decide::Grants::none(), &review.request, Endpoint::validate(None), &stamp);
         if let Ok(outcome) = driftgate::admit(set, &driftgate::decide::Grants::none(), &review.request, Endpoint::mutate(None), &stamp)

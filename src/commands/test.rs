@@ -214,12 +214,7 @@ fn replay_each(set: &PolicySet, path: &Path, hook: Hook, judges: &[Judges<'_>]) 
     let body = std::fs::read(path).map_err(|e| TestError::Read { path: path.to_owned(), reason: e.to_string() })?;
     let parsed = admission::parse(&body)
         .map_err(|e: ReviewError| TestError::Review { path: path.to_owned(), reason: e.to_string() })?;
-    let stamp = EventStamp {
-        id: "(none: offline)".to_owned(),
-        time: time::OffsetDateTime::now_utc(),
-        trace_id: None,
-        source: Default::default(),
-    };
+    let stamp = EventStamp { id: "(none: offline)".to_owned(), time: time::OffsetDateTime::now_utc(), trace_id: None };
     judges
         .iter()
         .map(|judges| {

@@ -114,8 +114,6 @@ pub struct EventStamp {
     pub time: OffsetDateTime,
     /// The trace id of the request's span, when traces are exported.
     pub trace_id: Option<String>,
-    /// Who delivered the request.
-    pub source: crate::event::Source<'static>,
 }
 
 /// What [`admit`] concludes: the verdict, the answer to send and the event to journal first.
@@ -254,7 +252,8 @@ fn record_of(
         changes_omitted: drift.changes.omitted as u64,
         request_uid: Owned(req.uid.clone()),
         trace_id: stamp.trace_id.clone().map(Owned),
-        source: stamp.source.clone(),
+        // Who delivered the request is the transport's to say (the handler sets it).
+        source: crate::event::Source::default(),
         rate_limited: None,
         grant: drift.grant,
     }

@@ -83,7 +83,7 @@ fn outcome(set: &PolicySet, grants: &Grants, endpoint: Endpoint<'_>, now: time::
     })
     .to_string();
     let review = admission::parse(body.as_bytes()).unwrap();
-    let stamp = EventStamp { id: "E".into(), time: now, trace_id: None, source: Default::default() };
+    let stamp = EventStamp { id: "E".into(), time: now, trace_id: None };
     admit(set, grants, &review.request, endpoint, &stamp).unwrap()
 }
 

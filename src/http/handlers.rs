@@ -123,7 +123,7 @@ async fn serve(state: &AppState, request: Request, endpoint: Endpoint<'_>) -> Re
             "a client certificate signed by the configured client CA is required",
         ))
     } else {
-        match tokio::time::timeout(state.request_timeout, answer(state, request, endpoint)).await {
+        match tokio::time::timeout(state.request_timeout, answer(state, request, endpoint, caller)).await {
             Ok(result) => result,
             Err(_) => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -148,9 +148,9 @@ async fn answer(
     state: &AppState,
     request: Request,
     endpoint: Endpoint<'_>,
+    caller: Option<Caller>,
 ) -> Result<(Vec<u8>, RequestLabels), ApiError> {
     check_content_type(&request)?;
-    let caller = request.extensions().get::<Caller>().cloned();
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
     let review = admission::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let req = &review.request;
@@ -170,12 +170,11 @@ async fn answer(
         id: uuid::Uuid::now_v7().to_string(),
         time: time::OffsetDateTime::now_utc(),
         trace_id: trace_id(&span),
-        // Filled in below only when there is an event to carry it.
-        source: crate::event::Source::default(),
     };
     let mut outcome = span
         .in_scope(|| decide::admit(&state.policies.load(), &state.grants.load(), req, endpoint, &stamp))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    // Who delivered it: built only when there is an event to carry it.
     if let (Some(event), Some(caller)) = (outcome.event.as_mut(), &caller) {
         event.source = caller.source();
     }

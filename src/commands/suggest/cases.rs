@@ -142,12 +142,7 @@ fn set(doc: &mut Value, path: &str, value: Value) {
 pub fn decision(set: &PolicySet, review: &Value, policy: &str) -> Result<Decision, String> {
     let body = serde_json::to_vec(review).map_err(|e| e.to_string())?;
     let parsed = admission::parse(&body).map_err(|e| e.to_string())?;
-    let stamp = EventStamp {
-        id: "suggest".to_owned(),
-        time: time::OffsetDateTime::now_utc(),
-        trace_id: None,
-        source: Default::default(),
-    };
+    let stamp = EventStamp { id: "suggest".to_owned(), time: time::OffsetDateTime::now_utc(), trace_id: None };
     let endpoint = Endpoint { hook: Hook::Validate, judges: Judges::Policy(policy) };
     decide::admit(set, &decide::Grants::none(), &parsed.request, endpoint, &stamp)
         .map(|o| o.verdict.decision)
