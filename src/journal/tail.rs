@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::io::{self, Read as _, Seek as _};
+use std::ops::Range;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
@@ -32,11 +33,72 @@ pub enum Start {
     At(Cursor),
 }
 
+/// Complete lines read in one go, without their newlines: one buffer, as read, and where each
+/// line lies in it (no copy a line).
+#[derive(Debug, Default)]
+pub struct Lines {
+    buf: Vec<u8>,
+    spans: Vec<Range<usize>>,
+}
+
+impl Lines {
+    /// How many lines.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The lines, in order.
+    pub fn iter(&self) -> LinesIter<'_> {
+        LinesIter { buf: &self.buf, spans: self.spans.iter() }
+    }
+
+    /// How many bytes of the file they took, newlines included.
+    fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+impl<'a> IntoIterator for &'a Lines {
+    type Item = &'a [u8];
+    type IntoIter = LinesIter<'a>;
+
+    fn into_iter(self) -> LinesIter<'a> {
+        self.iter()
+    }
+}
+
+/// The lines of a [`Lines`], in order.
+#[derive(Debug)]
+pub struct LinesIter<'a> {
+    buf: &'a [u8],
+    spans: std::slice::Iter<'a, Range<usize>>,
+}
+
+impl<'a> Iterator for LinesIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let span = self.spans.next()?;
+        self.buf.get(span.clone())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.spans.size_hint()
+    }
+}
+
+impl ExactSizeIterator for LinesIter<'_> {}
+
 /// Lines read from one file.
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Complete lines, without their newlines.
-    pub lines: Vec<Vec<u8>>,
+    pub lines: Lines,
     /// Where reading stopped: store it once the lines are delivered.
     pub end: Option<Cursor>,
     /// Lines lost before these: the rest of files deleted before they were read.
@@ -74,17 +136,29 @@ pub struct Tail {
     lost_track: bool,
     /// Where rotation records what it deleted unread, and the name this tail reads as.
     ledger: Option<(DropLedger, String)>,
+    /// Bytes read at first for each line a batch wants: the last batch's mean line, a little
+    /// over, so that a batch reads about what it takes.
+    line_guess: usize,
 }
 
 /// The largest line read whole; a longer one is cut into pieces a sink will not parse.
 const MAX_LINE: usize = 16 * 1024 * 1024;
-/// Bytes read at first for each line a batch wants (a drift event of an edit is about 1 KiB).
+/// Bytes read at first for each line a batch wants, before a batch has told the mean (a drift
+/// event of an edit is about 1 KiB).
 const LINE_GUESS: usize = 2048;
 
 impl Tail {
     /// A tail of the journal at `live`, told how far it is durable by `synced`.
     pub fn new(live: impl Into<PathBuf>, synced: watch::Receiver<Synced>, start: Start) -> Tail {
-        Tail { live: live.into(), synced, start: Some(start), at: None, lost_track: false, ledger: None }
+        Tail {
+            live: live.into(),
+            synced,
+            start: Some(start),
+            at: None,
+            lost_track: false,
+            ledger: None,
+            line_guess: LINE_GUESS,
+        }
     }
 
     /// Counts, as dropped, the lines rotation deleted before `reader` read them (files this
@@ -139,8 +213,11 @@ impl Tail {
             } else {
                 reading.pos
             };
-            let (lines, next) = read_lines(&reading.file, reading.pos, limit, max_lines, max_bytes)?;
+            let (lines, next) = read_lines(&reading.file, reading.pos, limit, max_lines, max_bytes, self.line_guess)?;
             if !lines.is_empty() {
+                // A quarter more than the mean: most batches then take one read.
+                let mean = lines.bytes() / lines.len();
+                self.line_guess = (mean + mean / 4).clamp(64, LINE_GUESS * 8);
                 reading.pos = next;
                 batch.lines = lines;
                 batch.end = Some(Cursor { file: refreshed(reading)?, offset: reading.pos });
@@ -256,11 +333,12 @@ fn read_lines(
     limit: u64,
     max_lines: usize,
     max_bytes: usize,
-) -> io::Result<(Vec<Vec<u8>>, u64)> {
+    line_guess: usize,
+) -> io::Result<(Lines, u64)> {
     let available = usize::try_from(limit.saturating_sub(pos)).unwrap_or(usize::MAX);
     // Read about what `max_lines` lines take, and more only if they are not in it: a batch
     // costs its own size, not `max_bytes`, in reads and memory.
-    let mut want = max_lines.saturating_mul(LINE_GUESS).clamp(4096, max_bytes.max(4096));
+    let mut want = max_lines.saturating_mul(line_guess).clamp(4096, max_bytes.max(4096));
     let mut buf = Vec::new();
     loop {
         let room = available.min(want);
@@ -277,22 +355,23 @@ fn read_lines(
     }
     let Some(last) = memchr::memrchr(b'\n', &buf) else {
         // A line being written, or one longer than `MAX_LINE`.
-        return Ok((Vec::new(), pos));
+        return Ok((Lines::default(), pos));
     };
-    let mut lines = Vec::new();
+    let mut spans = Vec::new();
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', &buf[..=last]) {
-        if lines.len() == max_lines || (start > 0 && start >= max_bytes) {
+        if spans.len() == max_lines || (start > 0 && start >= max_bytes) {
             break;
         }
         let line = &buf[start..end];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let trimmed = line.strip_suffix(b"\r").map_or(end, |l| start + l.len());
         if !line.iter().all(u8::is_ascii_whitespace) {
-            lines.push(line.to_vec());
+            spans.push(start..trimmed);
         }
         start = end + 1;
     }
-    Ok((lines, pos + start as u64))
+    buf.truncate(start);
+    Ok((Lines { buf, spans }, pos + start as u64))
 }
 
 /// Appends up to `len` bytes of `file` from `pos` to `buf` (fewer at the end of the file),
@@ -441,5 +520,31 @@ mod tests {
         tx.send_replace(synced_to(&live));
         assert_eq!(texts(&tail.read(10, 100).unwrap()), [long]);
         assert_eq!(texts(&tail.read(10, 100).unwrap()), ["z"]);
+    }
+
+    #[test]
+    fn lines_come_from_one_buffer_without_their_line_ends_and_blank_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("j.jsonl");
+        append(&live, "a\r\n\n  \nbb\nccc\npartial");
+        let file = File::open(&live).unwrap();
+        let (lines, next) = read_lines(&file, 0, u64::MAX, 10, 1 << 20, 1).unwrap();
+        assert_eq!(lines.iter().collect::<Vec<_>>(), [&b"a"[..], b"bb", b"ccc"]);
+        assert_eq!((lines.len(), next, lines.bytes()), (3, 14, 14), "up to the last whole line, blanks included");
+        // A guess far below the lines' length reads on until the batch is whole.
+        let (two, next) = read_lines(&file, 0, u64::MAX, 2, 1 << 20, 1).unwrap();
+        assert_eq!((two.len(), next), (2, 10));
+    }
+
+    #[test]
+    fn the_read_size_follows_the_lines_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("j.jsonl");
+        append(&live, &format!("{}\n", "x".repeat(999)).repeat(20));
+        let (_tx, rx) = watch::channel(synced_to(&live));
+        let mut tail = Tail::new(&live, rx, Start::Beginning);
+        assert_eq!(tail.line_guess, LINE_GUESS);
+        assert_eq!(tail.read(5, 1 << 20).unwrap().lines.len(), 5);
+        assert_eq!(tail.line_guess, 1250, "the mean line (1000 bytes) and a quarter");
     }
 }
