@@ -136,17 +136,24 @@ pub fn load(path: &Path) -> Result<Option<Cursor>, CursorError> {
     serde_json::from_slice(&bytes).map(Some).map_err(|source| CursorError::Corrupt { path: path.to_owned(), source })
 }
 
-/// Writes a cursor atomically: its content is synced before it replaces the old one, so a
-/// crash leaves the old cursor or the new one, whole. The directory is not synced after each
-/// rename (one sync a batch instead of two): after a power loss the old cursor may come back,
-/// which redelivers one batch, never skips one.
-pub fn store(path: &Path, cursor: &Cursor) -> Result<(), CursorError> {
+/// Writes a cursor atomically, through a temporary file renamed over the old one, so that a
+/// crash of driftgate (a SIGKILL) leaves the old cursor or the new one, whole.
+///
+/// `durable` also syncs the content before the rename, so that a power loss does too. Without
+/// it a power loss may bring back an older cursor (redelivering what was delivered since), or,
+/// on a file system that does not order a rename after its file's data, leave one that cannot
+/// be read (the whole journal is delivered again): duplicates, never a skip. The directory is
+/// never synced after the rename, for the same reason.
+pub fn store(path: &Path, cursor: &Cursor, durable: bool) -> Result<(), CursorError> {
     let io_err = |source| CursorError::Io { action: "write", path: path.to_owned(), source };
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let text = serde_json::to_vec(cursor).map_err(|e| io_err(io::Error::other(e)))?;
-    let written = File::create(&tmp).and_then(|mut f| f.write_all(&text).and_then(|()| f.sync_data()));
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(&text)?;
+        if durable { f.sync_data() } else { Ok(()) }
+    });
     written.and_then(|()| fs::rename(&tmp, path)).map_err(io_err)
 }
 
@@ -196,8 +203,13 @@ mod tests {
         assert!(path.ends_with("j.jsonl.slack.cursor"));
         assert_eq!(load(&path).unwrap(), None);
         let cursor = Cursor { file: FileId { ino: 7, head: "{\"id\":\"é\"".to_owned(), born: Some(1) }, offset: 42 };
-        store(&path, &cursor).unwrap();
-        assert_eq!(load(&path).unwrap(), Some(cursor));
+        store(&path, &cursor, true).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(cursor.clone()));
+        // Without a sync, the rename still replaces it whole, and no temporary file stays.
+        let later = Cursor { offset: 4242, ..cursor };
+        store(&path, &later, false).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(later));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         fs::write(&path, "{\"file\":").unwrap();
         let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("j.jsonl.slack.cursor is not readable"), "{err}");

@@ -4,13 +4,14 @@
 //! Each round reads a bounded batch of durable lines ([`Tail`]), keeps the drift events the
 //! sink's filters want, delivers them (retrying with exponential backoff and jitter, 1 s up to
 //! 60 s, until the receiver takes them or refuses one for good), and then stores the cursor
-//! past the batch. A SIGKILL between delivery and store redelivers that batch after restart:
-//! duplicates only within the last batch, nothing skipped. Memory is one batch whatever the
+//! past the batch (synced to disk at most once a second). A SIGKILL between delivery and store
+//! redelivers that batch after restart: duplicates only within the last batch, nothing
+//! skipped; a power loss redelivers at most about the last second's. Memory is one batch whatever the
 //! backlog: a dead receiver leaves events on disk, where rotation keeps them up to the
 //! undelivered cap. It runs beside the server, never on an admission answer's path.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -34,6 +35,10 @@ const GATHER_POLL: Duration = Duration::from_millis(50);
 /// How often an idle forwarder looks at the journal even when told nothing (a safety net: the
 /// writer tells it of every synced batch and rotation).
 const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// How often, at most, a stored cursor is also synced to disk. Every store survives a crash of
+/// driftgate; one synced a second bounds what a power loss redelivers without a disk sync a
+/// batch competing with the journal's own.
+const CURSOR_SYNC: Duration = Duration::from_secs(1);
 
 /// One sink's forwarder.
 pub struct Forwarder {
@@ -94,12 +99,17 @@ impl Forwarder {
         // A new cursor is stored at once, so rotation keeps what a replay is about to read.
         let mut to_store: Option<Cursor> = if fresh { position } else { None };
         let mut stored: Option<Cursor> = None;
+        let mut synced_at: Option<Instant> = None;
         let mut failures: u64 = 0;
         loop {
             let store = to_store.take().filter(|c| stored.as_ref() != Some(c));
+            let durable = synced_at.is_none_or(|at| at.elapsed() >= CURSOR_SYNC);
+            if store.is_some() && durable {
+                synced_at = Some(Instant::now());
+            }
             let (path, max) = (self.cursor_path.clone(), self.settings.batch_max_events);
             let Some((t, (store_result, read))) = blocking(tail, move |t| {
-                let result = store.map(|c| cursor::store(&path, &c).map(|()| c));
+                let result = store.map(|c| cursor::store(&path, &c, durable).map(|()| c));
                 (result, t.read(max, BATCH_BYTES))
             })
             .await
