@@ -492,6 +492,17 @@ fn current_rss_mib(pid: u32) -> f64 {
     status_mib(pid, "VmRSS:")
 }
 
+/// The CPU time (user and system, all threads) process `pid` has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are 12th and 13th.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// The p50 and p99 of `n` appends of a 1 KB line, each followed by fdatasync, in `dir` (ms).
 fn fdatasync_latency(dir: &Path, n: usize) -> Result<(f64, f64), Error> {
     use std::io::Write as _;
@@ -574,7 +585,8 @@ async fn receiver(hang: bool) -> Result<(SocketAddr, Arc<std::sync::atomic::Atom
 /// `loadgen sinks` (`make bench-sinks`): refusals of the `kubectl edit` review by driftgate
 /// without sinks and by driftgate with three (stdout, OTLP to a receiver that takes everything,
 /// a webhook to one that accepts connections and never answers), side by side at 1, 8 and 32
-/// connections; then `SINKS_SOAK_SECONDS` (default 120) of steady refusals with the dead
+/// connections, with each server's CPU time (all threads) per refusal, a steadier figure than
+/// req/s on a shared machine; then `SINKS_SOAK_SECONDS` (default 120) of steady refusals with the dead
 /// receiver, sampling RSS, to show memory stays flat while the backlog waits on disk.
 async fn sinks(release: &Path, dir: &Path, bundle: &driftgate::certs::CertBundle) -> Result<(), Error> {
     let seconds: u64 = env_or("BENCH_SECONDS", "3").parse()?;
@@ -614,12 +626,13 @@ async fn sinks(release: &Path, dir: &Path, bundle: &driftgate::certs::CertBundle
          with sinks = stdout + OTLP (receiver takes all) + webhook (receiver never answers)"
     );
     println!(
-        "{:>4} | {:>11} {:>8} | {:>11} {:>8} | {:>8} {:>14}",
-        "conc", "none req/s", "p99 ms", "sinks req/s", "p99 ms", "median ×", "pairs"
+        "{:>4} | {:>11} {:>8} {:>6} | {:>11} {:>8} {:>6} | {:>8} {:>14}",
+        "conc", "none req/s", "p99 ms", "cpu µs", "sinks req/s", "p99 ms", "cpu µs", "median ×", "pairs"
     );
     for &c in &concurrencies {
         let mut ratios = Vec::new();
         let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
         for pair in 0..pairs {
             let order: [&Server; 2] = if pair % 2 == 0 { [&without, &with] } else { [&with, &without] };
             let mut got = Vec::new();
@@ -627,11 +640,17 @@ async fn sinks(release: &Path, dir: &Path, bundle: &driftgate::certs::CertBundle
                 let client = client(bundle.ca_pem.as_bytes(), server.addr, c)?;
                 let url = format!("https://localhost:{}/validate", server.addr.port());
                 drive(&client, &url, &mix, c, Duration::from_millis(300), true).await;
+                let cpu = cpu_seconds(server.child.id());
                 let row = drive(&client, &url, &mix, c, Duration::from_secs(seconds), true).await;
-                got.push((std::ptr::eq(server, &with), row));
+                let cpu = cpu_seconds(server.child.id()) - cpu;
+                let per_request = cpu * 1e6 / (row.rps * seconds as f64).max(1.0);
+                got.push((std::ptr::eq(server, &with), row, per_request));
             }
-            let w = got.iter().find(|(is_with, _)| *is_with).map(|(_, r)| r.clone()).unwrap_or_default();
-            let n = got.iter().find(|(is_with, _)| !*is_with).map(|(_, r)| r.clone()).unwrap_or_default();
+            let w = got.iter().find(|(is_with, ..)| *is_with).map(|(_, r, _)| r.clone()).unwrap_or_default();
+            let n = got.iter().find(|(is_with, ..)| !*is_with).map(|(_, r, _)| r.clone()).unwrap_or_default();
+            for (is_with, _, us) in &got {
+                if *is_with { cpu_with.push(*us) } else { cpu_without.push(*us) }
+            }
             ratios.push(w.rps / n.rps.max(1e-9));
             a.push(n);
             b.push(w);
@@ -643,11 +662,13 @@ async fn sinks(release: &Path, dir: &Path, bundle: &driftgate::certs::CertBundle
         let (n, w) = (mid(&mut a), mid(&mut b));
         let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
         println!(
-            "{c:>4} | {:>11.0} {:>8.3} | {:>11.0} {:>8.3} | {:>8.2} {:>14}",
+            "{c:>4} | {:>11.0} {:>8.3} {:>6.1} | {:>11.0} {:>8.3} {:>6.1} | {:>8.2} {:>14}",
             n.rps,
             n.p99,
+            median(&mut cpu_without),
             w.rps,
             w.p99,
+            median(&mut cpu_with),
             median(&mut ratios.clone()),
             each.join(" ")
         );
