@@ -45,7 +45,7 @@ pub async fn post(
     url: &str,
     headers: &HeaderMap,
     content_type: &'static str,
-    body: Vec<u8>,
+    body: impl Into<reqwest::Body>,
 ) -> Result<(), (bool, String)> {
     let sent = client
         .post(url)

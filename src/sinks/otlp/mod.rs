@@ -199,7 +199,7 @@ mod tests {
     fn encoded(events: &[DriftEvent<'_>], observed: u64) -> ExportLogsServiceRequest {
         let resource = resource(Some("driftgate-0".into())).encode_to_vec();
         let bytes = wire::request(&resource, &scope().encode_to_vec(), events, observed);
-        ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap()
+        ExportLogsServiceRequest::decode(bytes).unwrap()
     }
 
     #[test]
@@ -216,7 +216,11 @@ mod tests {
         second.user.groups = Vec::new();
         second.message = "é".repeat(200).into();
         // Enough records for every enclosing length to take three bytes.
-        let events: Vec<DriftEvent<'_>> = (0..20).flat_map(|_| [first.clone(), second.clone()]).collect();
+        let mut events: Vec<DriftEvent<'_>> = (0..20).flat_map(|_| [first.clone(), second.clone()]).collect();
+        // A record over 16 KiB, whose own length takes three bytes.
+        let mut long = events[0].clone();
+        long.message = "x".repeat(20_000).into();
+        events.push(long);
         let typed = typed_request(resource(Some("driftgate-0".into())), &events, 7);
         assert_eq!(encoded(&events, 7), typed);
         assert_eq!(encoded(&[], 7), typed_request(resource(Some("driftgate-0".into())), &[], 7));

@@ -4,6 +4,7 @@
 //! level above it). The bytes decode to exactly the message [`super::tests`] builds from the
 //! `opentelemetry-proto` types; field numbers are those of `opentelemetry/proto/logs/v1`.
 
+use prost::bytes::Bytes;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use crate::event::{Decision, DriftEvent};
@@ -46,24 +47,45 @@ pub fn request<'a>(
     scope: &[u8],
     events: impl IntoIterator<Item = &'a DriftEvent<'a>>,
     observed: u64,
-) -> Vec<u8> {
-    let mut records = Vec::new();
-    let mut one = Vec::new();
+) -> Bytes {
+    // The records go after room for what encloses them, written once their length is known:
+    // the body is never copied whole.
+    let room = 2 * (1 + MAX_VARINT) + field_len(resource.len()) + field_len(scope.len());
+    let mut out = vec![0; room];
     for event in events {
-        one.clear();
-        log_record(&mut one, event, observed);
-        bytes_field(&mut records, SECOND, &one);
+        // Written in place after room for a two-byte length (a record of 128 bytes to 16 KiB),
+        // which is fixed once its length is known.
+        encode_key(SECOND, WireType::LengthDelimited, &mut out);
+        let at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        log_record(&mut out, event, observed);
+        let len = varint((out.len() - at - 2) as u64);
+        match out.get_mut(at..at + 2) {
+            Some(slot) if len.len() == 2 => slot.copy_from_slice(&len),
+            _ => drop(out.splice(at..at + 2, len)),
+        }
     }
-    let scope_logs = field_len(scope.len()) + records.len();
+    let scope_logs = field_len(scope.len()) + (out.len() - room);
     let resource_logs = field_len(resource.len()) + field_len(scope_logs);
-    let mut out = Vec::with_capacity(field_len(resource_logs));
-    encode_key(FIRST, WireType::LengthDelimited, &mut out);
-    encode_varint(resource_logs as u64, &mut out);
-    bytes_field(&mut out, FIRST, resource);
-    encode_key(SECOND, WireType::LengthDelimited, &mut out);
-    encode_varint(scope_logs as u64, &mut out);
-    bytes_field(&mut out, FIRST, scope);
-    out.extend_from_slice(&records);
+    let mut head = Vec::with_capacity(room);
+    encode_key(FIRST, WireType::LengthDelimited, &mut head);
+    encode_varint(resource_logs as u64, &mut head);
+    bytes_field(&mut head, FIRST, resource);
+    encode_key(SECOND, WireType::LengthDelimited, &mut head);
+    encode_varint(scope_logs as u64, &mut head);
+    bytes_field(&mut head, FIRST, scope);
+    let start = room - head.len();
+    out[start..room].copy_from_slice(&head);
+    Bytes::from(out).slice(start..)
+}
+
+/// The most bytes a varint takes.
+const MAX_VARINT: usize = 10;
+
+/// `value` as a varint.
+fn varint(value: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAX_VARINT);
+    encode_varint(value, &mut out);
     out
 }
 
