@@ -455,6 +455,60 @@ impl<'a> DriftEvent<'a> {
     }
 }
 
+/// What a sink's filters, lag and logs read of a drift event: its id, time, decision, dry run,
+/// namespace and policy, parsed from its journal line without building the rest (a sink that writes the
+/// line as it is needs no more).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Brief<'a> {
+    /// The event's id.
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    /// When the event was recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// What was decided.
+    pub decision: Decision,
+    /// Whether the request was a dry run.
+    pub dry_run: bool,
+    /// The deciding policy.
+    #[serde(borrow)]
+    pub policy: Cow<'a, str>,
+    /// What it was about: only its namespace is read.
+    #[serde(borrow)]
+    pub resource: BriefResource<'a>,
+}
+
+/// The namespace of a [`Brief`]'s resource.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BriefResource<'a> {
+    /// The namespace (empty for cluster-scoped resources).
+    #[serde(borrow, default)]
+    pub namespace: Cow<'a, str>,
+}
+
+impl<'a> Brief<'a> {
+    /// Reads what a brief holds of one journal line (without its newline).
+    pub fn parse(line: &'a [u8]) -> Result<Brief<'a>, ParseError> {
+        let text = std::str::from_utf8(line).map_err(ParseError::Utf8)?;
+        serde_json::from_str(text).map_err(ParseError::Json)
+    }
+}
+
+impl DriftEvent<'_> {
+    /// What a brief holds of the event.
+    pub fn brief(&self) -> Brief<'_> {
+        Brief {
+            id: Cow::Borrowed(&self.id),
+            time: self.time,
+            decision: self.decision,
+            dry_run: self.dry_run,
+            policy: Cow::Borrowed(&self.policy),
+            resource: BriefResource { namespace: Cow::Borrowed(&self.resource.namespace) },
+        }
+    }
+}
+
 impl Json<'_> {
     fn into_owned(self) -> Json<'static> {
         match self {

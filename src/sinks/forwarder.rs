@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::settings::SinkSettings;
-use super::{Failure, Record, Sink};
-use crate::event::DriftEvent;
+use super::{Deliver, Failure, Reads, Record, Sink};
+use crate::event::{Brief, DriftEvent};
 use crate::journal::cursor::{self, Cursor};
 use crate::journal::tail::{Batch, Start, Tail};
 use crate::journal::{DropLedger, Journal, Synced};
@@ -151,8 +151,12 @@ impl Forwarder {
                 self.wait(&backlog).await;
                 continue;
             }
-            let events = self.wanted(&name, &batch);
-            failures = self.deliver(&name, &events, &backlog, failures).await;
+            failures = match &self.sink {
+                // Standard output writes the lines as recorded: only what its filters read is parsed.
+                Sink::Stdout(s) => self.forward::<Brief, _>(&name, &batch, &backlog, failures, s).await,
+                Sink::Otlp(o) => self.forward::<DriftEvent, _>(&name, &batch, &backlog, failures, o).await,
+                Sink::Webhook(w) => self.forward::<DriftEvent, _>(&name, &batch, &backlog, failures, w).await,
+            };
             to_store = batch.end;
             if batch.lines.len() < self.settings.batch_max_events {
                 // Caught up: gather the next batch rather than send one for every few events.
@@ -183,12 +187,26 @@ impl Forwarder {
         }
     }
 
+    /// Delivers the batch's drift events the sink wants, parsed as far as it reads them, with
+    /// `send`; gives the failure streak carried on.
+    async fn forward<'a, E: Reads<'a>, D: Deliver<E>>(
+        &self,
+        name: &str,
+        batch: &'a Batch,
+        backlog: &Backlog,
+        failures: u64,
+        sink: &D,
+    ) -> u64 {
+        let events = self.wanted::<E>(name, batch);
+        self.deliver(name, &events, backlog, failures, sink).await
+    }
+
     /// The batch's drift events the sink wants; an unreadable line is counted as dropped.
-    fn wanted<'a>(&self, name: &str, batch: &'a Batch) -> Vec<Record<'a>> {
+    fn wanted<'a, E: Reads<'a>>(&self, name: &str, batch: &'a Batch) -> Vec<Record<'a, E>> {
         let mut events = Vec::with_capacity(batch.lines.len());
         for line in &batch.lines {
-            match DriftEvent::parse(line) {
-                Ok(event) if self.settings.wants(&event) => events.push(Record { event, line }),
+            match E::parse(line) {
+                Ok(event) if self.settings.wants(&event.brief()) => events.push(Record { event, line }),
                 Ok(_) => {}
                 Err(e) => {
                     self.meters.dropped.inc();
@@ -202,15 +220,22 @@ impl Forwarder {
     /// Delivers `events` whole, retrying; gives the failure streak carried on (0 once through).
     /// The lag gauges are current at every attempt: the batch's undelivered events and the
     /// journal not yet read.
-    async fn deliver(&self, name: &str, events: &[Record<'_>], backlog: &Backlog, mut failures: u64) -> u64 {
+    async fn deliver<'a, E: Reads<'a>, D: Deliver<E>>(
+        &self,
+        name: &str,
+        events: &[Record<'a, E>],
+        backlog: &Backlog,
+        mut failures: u64,
+        sink: &D,
+    ) -> u64 {
         let mut done = 0;
         let mut wait = FIRST_RETRY;
         while done < events.len() {
             let waiting = i64::try_from(events.len() - done).unwrap_or(i64::MAX);
             self.meters.lag_events.set(backlog.lines(&self.synced).saturating_add(waiting));
-            let age = (OffsetDateTime::now_utc() - events[done].event.time).whole_seconds();
+            let age = (OffsetDateTime::now_utc() - events[done].event.brief().time).whole_seconds();
             self.meters.lag_seconds.set(age.max(0));
-            match self.sink.deliver(&events[done..]).await {
+            match sink.deliver(&events[done..]).await {
                 Ok(()) => {
                     self.meters.delivered.inc_by((events.len() - done) as u64);
                     self.meters.lag_events.set(backlog.lines(&self.synced));
@@ -226,7 +251,7 @@ impl Forwarder {
                     if rejected > 0 {
                         let rejected = rejected.min(events.len() - done);
                         self.meters.dropped.inc_by(rejected as u64);
-                        tracing::error!(sink = %name, event = %events[done].event.id, events = rejected, %reason, "the receiver refuses drift events for good; dropped for this sink");
+                        tracing::error!(sink = %name, event = %events[done].event.brief().id, events = rejected, %reason, "the receiver refuses drift events for good; dropped for this sink");
                         done += rejected;
                         continue;
                     }

@@ -24,16 +24,51 @@ pub mod webhook;
 pub use events::{EventSink, EventSinkConfig};
 pub use settings::{SinkSettings, SinkType};
 
-use crate::event::DriftEvent;
+use crate::event::{Brief, DriftEvent, ParseError};
 
-/// A drift event a sink is to deliver, and the journal line it was read from (JSON, without
-/// the newline): a sink that sends the event as it is recorded writes the line.
+/// A drift event a sink is to deliver: what the sink reads of it (`E`: the whole event, or
+/// only its [`Brief`] for a sink that writes the line as recorded), and the journal line it was
+/// read from (JSON, without the newline).
 #[derive(Debug)]
-pub struct Record<'a> {
-    /// The event.
-    pub event: DriftEvent<'a>,
+pub struct Record<'a, E = DriftEvent<'a>> {
+    /// The event, as far as the sink reads it.
+    pub event: E,
     /// Its journal line.
     pub line: &'a [u8],
+}
+
+/// What a forwarder parses of each journal line for its sink.
+pub trait Reads<'a>: Sized {
+    /// Parses `line`.
+    fn parse(line: &'a [u8]) -> Result<Self, ParseError>;
+    /// What the sink's filters and lag read.
+    fn brief(&self) -> Brief<'_>;
+}
+
+/// A sink that delivers records of `E`, in order.
+pub trait Deliver<E> {
+    /// Delivers `events` in order.
+    fn deliver(&self, events: &[Record<'_, E>]) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+impl<'a> Reads<'a> for DriftEvent<'a> {
+    fn parse(line: &'a [u8]) -> Result<Self, ParseError> {
+        DriftEvent::parse(line)
+    }
+
+    fn brief(&self) -> Brief<'_> {
+        DriftEvent::brief(self)
+    }
+}
+
+impl<'a> Reads<'a> for Brief<'a> {
+    fn parse(line: &'a [u8]) -> Result<Self, ParseError> {
+        Brief::parse(line)
+    }
+
+    fn brief(&self) -> Brief<'_> {
+        self.clone()
+    }
 }
 
 /// A delivery that did not go through whole.
@@ -76,15 +111,6 @@ impl Sink {
             Sink::Stdout(_) => "standard output".to_owned(),
             Sink::Otlp(o) => o.target(),
             Sink::Webhook(w) => w.target(),
-        }
-    }
-
-    /// Delivers `events` in order.
-    pub async fn deliver(&self, events: &[Record<'_>]) -> Result<(), Failure> {
-        match self {
-            Sink::Stdout(s) => s.deliver(events).await,
-            Sink::Otlp(o) => o.deliver(events).await,
-            Sink::Webhook(w) => w.deliver(events).await,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Decision, DriftEvent};
+use crate::event::{Brief, Decision};
 
 /// Where a sink sends drift events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,8 +182,8 @@ impl SinkSettings {
         self.name.as_deref().unwrap_or(self.kind.as_str())
     }
 
-    /// Whether the sink wants `event`.
-    pub fn wants(&self, event: &DriftEvent<'_>) -> bool {
+    /// Whether the sink wants the event `event` briefs.
+    pub fn wants(&self, event: &Brief<'_>) -> bool {
         (self.include_dry_run || !event.dry_run)
             && (self.decisions.is_empty() || self.decisions.contains(&event.decision))
             && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| *n == event.resource.namespace))
@@ -289,7 +289,9 @@ mod tests {
             "2026-12-02T00:00:00Z",
             false,
         );
-        let event = DriftEvent::parse(line.as_bytes()).unwrap();
+        let event = Brief::parse(line.as_bytes()).unwrap();
+        let whole = crate::event::DriftEvent::parse(line.as_bytes()).unwrap();
+        assert_eq!(whole.brief(), event, "a brief reads what the whole event holds");
         let mut s = SinkSettings::new(SinkType::Stdout);
         assert!(s.wants(&event));
         s.decisions = vec![Decision::BreakGlass];
@@ -308,7 +310,7 @@ mod tests {
             "2026-12-02T00:00:00Z",
             true,
         );
-        let dry = DriftEvent::parse(dry.as_bytes()).unwrap();
+        let dry = Brief::parse(dry.as_bytes()).unwrap();
         assert!(!s.wants(&dry));
         s.include_dry_run = true;
         assert!(s.wants(&dry));

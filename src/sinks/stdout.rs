@@ -4,16 +4,19 @@
 
 use tokio::io::AsyncWriteExt as _;
 
-use super::{Failure, Record};
+use super::{Deliver, Failure, Record};
+use crate::event::Brief;
 
 /// Writes drift events to standard output.
 #[derive(Debug, Default)]
 pub struct Stdout;
 
-impl Stdout {
+impl Stdout {}
+
+impl<'e> Deliver<Brief<'e>> for Stdout {
     /// Writes the events' journal lines (each a drift event's JSON, as recorded) in one write,
     /// then flushes.
-    pub async fn deliver(&self, events: &[Record<'_>]) -> Result<(), Failure> {
+    async fn deliver(&self, events: &[Record<'_, Brief<'e>>]) -> Result<(), Failure> {
         let mut out = Vec::with_capacity(events.iter().map(|r| r.line.len() + 1).sum());
         for record in events {
             out.extend_from_slice(record.line);

@@ -10,7 +10,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
 use super::settings::{SinkSettings, WebhookFormat};
-use super::{Failure, Record, client};
+use super::{Deliver, Failure, Record, client};
 use crate::event::{Decision, DriftEvent};
 
 /// The CloudEvents `type` of a drift event.
@@ -50,9 +50,11 @@ impl Webhook {
     pub fn target(&self) -> String {
         client::redacted(&self.url)
     }
+}
 
+impl<'e> Deliver<DriftEvent<'e>> for Webhook {
     /// POSTs the events one by one, in order; stops at the first that is not accepted.
-    pub async fn deliver(&self, events: &[Record<'_>]) -> Result<(), Failure> {
+    async fn deliver(&self, events: &[Record<'_, DriftEvent<'e>>]) -> Result<(), Failure> {
         for (i, Record { event, .. }) in events.iter().enumerate() {
             let (content_type, body) = match self.format {
                 WebhookFormat::Cloudevents => ("application/cloudevents+json", cloudevent(event, &self.source)),

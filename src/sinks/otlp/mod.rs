@@ -14,7 +14,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
 use super::settings::SinkSettings;
-use super::{Failure, Record, client};
+use super::{Deliver, Failure, Record, client};
+use crate::event::DriftEvent;
 
 /// The log records' event name.
 pub const EVENT_NAME: &str = "driftgate.drift";
@@ -65,9 +66,11 @@ impl Otlp {
     pub fn target(&self) -> String {
         self.endpoint.clone()
     }
+}
 
+impl<'e> Deliver<DriftEvent<'e>> for Otlp {
     /// Exports the events in one request.
-    pub async fn deliver(&self, events: &[Record<'_>]) -> Result<(), Failure> {
+    async fn deliver(&self, events: &[Record<'_, DriftEvent<'e>>]) -> Result<(), Failure> {
         let body = wire::request(&self.resource, &self.scope, events.iter().map(|r| &r.event), now_nanos());
         let posted = client::post(&self.client, &self.endpoint, &self.headers, "application/x-protobuf", body).await;
         // A payload the collector will never take is dropped whole (OTLP/HTTP: 400 is not
