@@ -57,6 +57,11 @@ impl Lines {
         LinesIter { buf: &self.buf, spans: self.spans.iter() }
     }
 
+    /// The buffer they were read into, for the next read.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// How many bytes of the file they took, newlines included.
     fn bytes(&self) -> usize {
         self.buf.len()
@@ -179,6 +184,12 @@ impl Tail {
     /// Reads the next lines, at most `max_lines` and about `max_bytes` (a longer line is read
     /// whole). An empty batch when nothing new is durable.
     pub fn read(&mut self, max_lines: usize, max_bytes: usize) -> io::Result<Batch> {
+        self.read_into(max_lines, max_bytes, Vec::new())
+    }
+
+    /// [`Tail::read`] into `buf` (its contents dropped): a reader that hands back each batch's
+    /// buffer ([`Lines::into_buffer`]) reads every batch into the same memory.
+    pub fn read_into(&mut self, max_lines: usize, max_bytes: usize, mut buf: Vec<u8>) -> io::Result<Batch> {
         let mut batch = Batch { lost_track: std::mem::take(&mut self.lost_track), ..Batch::default() };
         if let Some((ledger, reader)) = &self.ledger {
             // The file open here counts its own rest. Matched by inode and first bytes: a
@@ -213,7 +224,10 @@ impl Tail {
             } else {
                 reading.pos
             };
-            let (lines, next) = read_lines(&reading.file, reading.pos, limit, max_lines, max_bytes, self.line_guess)?;
+            let guess = self.line_guess;
+            let read =
+                read_lines(&reading.file, reading.pos, limit, max_lines, max_bytes, guess, std::mem::take(&mut buf));
+            let (lines, next) = read?;
             if !lines.is_empty() {
                 // A quarter more than the mean: most batches then take one read.
                 let mean = lines.bytes() / lines.len();
@@ -223,6 +237,8 @@ impl Tail {
                 batch.end = Some(Cursor { file: refreshed(reading)?, offset: reading.pos });
                 return Ok(batch);
             }
+            // Nothing: the buffer is kept for the next read.
+            batch.lines = lines;
             if !rotated {
                 if synced.ino == reading.id.ino && reading.pos >= synced.len {
                     batch.caught_up = Some(synced.lines);
@@ -230,6 +246,7 @@ impl Tail {
                 batch.end = Some(Cursor { file: refreshed(reading)?, offset: reading.pos });
                 return Ok(batch);
             }
+            buf = std::mem::take(&mut batch.lines).into_buffer();
             // The end of a rotated file: what is left is a torn line, if anything.
             let size = reading.file.metadata()?.len();
             if size > reading.pos {
@@ -334,12 +351,13 @@ fn read_lines(
     max_lines: usize,
     max_bytes: usize,
     line_guess: usize,
+    mut buf: Vec<u8>,
 ) -> io::Result<(Lines, u64)> {
     let available = usize::try_from(limit.saturating_sub(pos)).unwrap_or(usize::MAX);
     // Read about what `max_lines` lines take, and more only if they are not in it: a batch
     // costs its own size, not `max_bytes`, in reads and memory.
     let mut want = max_lines.saturating_mul(line_guess).clamp(4096, max_bytes.max(4096));
-    let mut buf = Vec::new();
+    buf.clear();
     loop {
         let room = available.min(want);
         if room > buf.len() {
@@ -528,11 +546,11 @@ mod tests {
         let live = dir.path().join("j.jsonl");
         append(&live, "a\r\n\n  \nbb\nccc\npartial");
         let file = File::open(&live).unwrap();
-        let (lines, next) = read_lines(&file, 0, u64::MAX, 10, 1 << 20, 1).unwrap();
+        let (lines, next) = read_lines(&file, 0, u64::MAX, 10, 1 << 20, 1, Vec::new()).unwrap();
         assert_eq!(lines.iter().collect::<Vec<_>>(), [&b"a"[..], b"bb", b"ccc"]);
         assert_eq!((lines.len(), next, lines.bytes()), (3, 14, 14), "up to the last whole line, blanks included");
         // A guess far below the lines' length reads on until the batch is whole.
-        let (two, next) = read_lines(&file, 0, u64::MAX, 2, 1 << 20, 1).unwrap();
+        let (two, next) = read_lines(&file, 0, u64::MAX, 2, 1 << 20, 1, b"stale".to_vec()).unwrap();
         assert_eq!((two.len(), next), (2, 10));
     }
 

@@ -101,16 +101,20 @@ impl Forwarder {
         let mut stored: Option<Cursor> = None;
         let mut synced_at: Option<Instant> = None;
         let mut failures: u64 = 0;
+        // The buffer every batch is read into, handed back after each: one allocation, made and
+        // freed on this thread, however many batches.
+        let mut spare: Vec<u8> = Vec::new();
         loop {
             let store = to_store.take().filter(|c| stored.as_ref() != Some(c));
             let durable = synced_at.is_none_or(|at| at.elapsed() >= CURSOR_SYNC);
             if store.is_some() && durable {
                 synced_at = Some(Instant::now());
             }
-            let (path, max) = (self.cursor_path.clone(), self.settings.batch_max_events);
+            let (path, max, buf) =
+                (self.cursor_path.clone(), self.settings.batch_max_events, std::mem::take(&mut spare));
             let Some((t, (store_result, read))) = blocking(tail, move |t| {
                 let result = store.map(|c| cursor::store(&path, &c, durable).map(|()| c));
-                (result, t.read(max, BATCH_BYTES))
+                (result, t.read_into(max, BATCH_BYTES, buf))
             })
             .await
             else {
@@ -142,6 +146,7 @@ impl Forwarder {
                 }
                 let skipped = !batch.is_empty();
                 to_store = batch.end;
+                spare = batch.lines.into_buffer();
                 self.meters.lag_events.set(backlog.lines(&self.synced));
                 // Something was skipped (files deleted unread, a torn line): read on at once.
                 if skipped || to_store.as_ref().is_some_and(|c| stored.as_ref() != Some(c)) {
@@ -158,7 +163,9 @@ impl Forwarder {
                 Sink::Webhook(w) => self.forward::<DriftEvent, _>(&name, &batch, &backlog, failures, w).await,
             };
             to_store = batch.end;
-            if batch.lines.len() < self.settings.batch_max_events {
+            let full = batch.lines.len() >= self.settings.batch_max_events;
+            spare = batch.lines.into_buffer();
+            if !full {
                 // Caught up: gather the next batch rather than send one for every few events.
                 self.gather(&backlog).await;
             }

@@ -12,6 +12,9 @@ use super::forwarder::Forwarder;
 #[cfg(target_os = "linux")]
 const NICENESS: i32 = 10;
 
+/// Threads that read the journal and store cursors for the forwarders.
+const BLOCKING_THREADS: usize = 2;
+
 /// The forwarders' thread; [`Forwarding::stop`] ends it.
 pub struct Forwarding {
     stop: Option<oneshot::Sender<()>>,
@@ -28,6 +31,11 @@ impl Forwarding {
             .enable_all()
             .thread_name("driftgate-sinks-io")
             .on_thread_start(lower_priority)
+            // Few file-reading threads, kept: a batch's buffer is read on one and freed on the
+            // forwarders' thread, and the allocator takes such memory back when its owner next
+            // allocates. A changing crowd of short-lived threads left it stranded (RSS crept).
+            .max_blocking_threads(BLOCKING_THREADS)
+            .thread_keep_alive(std::time::Duration::from_secs(600))
             .build()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("driftgate-sinks".to_owned()).spawn(move || {
