@@ -258,9 +258,11 @@ async fn a_receiver_that_fails_then_hangs_gets_everything_once_it_recovers() {
 async fn the_undelivered_cap_drops_exactly_the_events_it_counts() {
     let receiver = Receiver::default();
     let setup = tempfile::tempdir().unwrap();
-    // The receiver's port, closed until it comes up.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // The receiver's port: bound (no one else takes it) but not listening (connections are
+    // refused) until the receiver comes up.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let addr: SocketAddr = socket.local_addr().unwrap();
     let certs = setup.path().join("receiver");
     driftgate::certs::write(&certs, &driftgate::certs::generate(&driftgate::certs::dev_request()).unwrap(), true)
         .unwrap();
@@ -272,9 +274,26 @@ async fn the_undelivered_cap_drops_exactly_the_events_it_counts() {
         s.sinks = vec![webhook("hook", addr, "/hook", &dir)];
     })
     .await;
-    let ids = deny(&server, 120).await;
-    let listener = TcpListener::bind(addr).await.unwrap();
-    serve(receiver.clone(), listener, Some(&certs));
+    // A first few, until the sink is stuck retrying them; then the rest, which rotation deletes
+    // past the cap while it retries: those drops are counted as they happen, not once the
+    // receiver is back.
+    let mut ids = deny(&server, 5).await;
+    let counted = |name: &'static str| {
+        let server = &server;
+        async move { metric(&server.metrics().await, &format!(r#"driftgate_sink_{name}{{sink="hook",type="webhook"}}"#)) }
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while counted("failed_attempts_total").await == 0.0 && std::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ids.extend(deny(&server, 115).await);
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while counted("dropped_total").await == 0.0 && std::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(counted("dropped_total").await > 0.0, "drops counted while the receiver is down");
+    assert!(receiver.cloudevents().is_empty());
+    serve(receiver.clone(), socket.listen(1024).unwrap(), Some(&certs));
     let lag = || async {
         let text = server.metrics().await;
         metric(&text, r#"driftgate_sink_lag_events{sink="hook",type="webhook"}"#)

@@ -181,6 +181,18 @@ impl Tail {
         }
     }
 
+    /// The lines rotation has deleted unread since last asked, in files other than the one
+    /// open here (which counts its own rest when it is read on). No I/O: a reader waiting on
+    /// its receiver can count its losses as they happen.
+    pub fn take_dropped(&mut self) -> u64 {
+        let Some((ledger, reader)) = &self.ledger else { return 0 };
+        // Matched by inode and first bytes: a deleted file's inode is soon reused by a new
+        // journal file.
+        let open = self.at.as_ref().map(|r| &r.id);
+        let is_open = |id: &cursor::FileId| open.is_some_and(|o| o.is(id) || id.is(o));
+        ledger.take(reader).iter().filter(|(id, _)| !is_open(id)).map(|(_, n)| n).sum::<u64>()
+    }
+
     /// Reads the next lines, at most `max_lines` and about `max_bytes` (a longer line is read
     /// whole). An empty batch when nothing new is durable.
     pub fn read(&mut self, max_lines: usize, max_bytes: usize) -> io::Result<Batch> {
@@ -191,13 +203,7 @@ impl Tail {
     /// buffer ([`Lines::into_buffer`]) reads every batch into the same memory.
     pub fn read_into(&mut self, max_lines: usize, max_bytes: usize, mut buf: Vec<u8>) -> io::Result<Batch> {
         let mut batch = Batch { lost_track: std::mem::take(&mut self.lost_track), ..Batch::default() };
-        if let Some((ledger, reader)) = &self.ledger {
-            // The file open here counts its own rest. Matched by inode and first bytes: a
-            // deleted file's inode is soon reused by a new journal file.
-            let open = self.at.as_ref().map(|r| &r.id);
-            let is_open = |id: &cursor::FileId| open.is_some_and(|o| o.is(id) || id.is(o));
-            batch.dropped += ledger.take(reader).iter().filter(|(id, _)| !is_open(id)).map(|(_, n)| n).sum::<u64>();
-        }
+        batch.dropped += self.take_dropped();
         if self.at.is_none() && !self.begin(&mut batch)? {
             return Ok(batch);
         }

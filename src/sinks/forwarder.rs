@@ -158,9 +158,15 @@ impl Forwarder {
             }
             failures = match &self.sink {
                 // Standard output writes the lines as recorded: only what its filters read is parsed.
-                Sink::Stdout(s) => self.forward::<Brief, _>(&name, &batch, &backlog, failures, s).await,
-                Sink::Otlp(o) => self.forward::<DriftEvent, _>(&name, &batch, &backlog, failures, o).await,
-                Sink::Webhook(w) => self.forward::<DriftEvent, _>(&name, &batch, &backlog, failures, w).await,
+                Sink::Stdout(s) => {
+                    self.forward::<Brief, _>(&name, &batch, (&mut tail, &mut backlog), failures, s).await
+                }
+                Sink::Otlp(o) => {
+                    self.forward::<DriftEvent, _>(&name, &batch, (&mut tail, &mut backlog), failures, o).await
+                }
+                Sink::Webhook(w) => {
+                    self.forward::<DriftEvent, _>(&name, &batch, (&mut tail, &mut backlog), failures, w).await
+                }
             };
             to_store = batch.end;
             let full = batch.lines.len() >= self.settings.batch_max_events;
@@ -174,14 +180,7 @@ impl Forwarder {
 
     /// Counts and logs what the tail could not read.
     fn account_losses(&self, name: &str, batch: &Batch) {
-        if batch.dropped > 0 {
-            self.meters.dropped.inc_by(batch.dropped);
-            tracing::error!(
-                sink = %name,
-                events = batch.dropped,
-                "drift events dropped before delivery: the sink was more than journal_undelivered_max_bytes behind and rotation deleted them"
-            );
-        }
+        self.count_dropped(name, batch.dropped);
         if batch.torn > 0 {
             tracing::warn!(sink = %name, lines = batch.torn, "skipped a torn journal line (a crash mid-write; its request was never answered)");
         }
@@ -194,18 +193,30 @@ impl Forwarder {
         }
     }
 
-    /// Delivers the batch's drift events the sink wants, parsed as far as it reads them, with
-    /// `send`; gives the failure streak carried on.
+    /// Delivers the batch's drift events the sink wants, parsed as far as it reads them,
+    /// through `sink`; gives the failure streak carried on.
     async fn forward<'a, E: Reads<'a>, D: Deliver<E>>(
         &self,
         name: &str,
         batch: &'a Batch,
-        backlog: &Backlog,
+        reading: (&mut Tail, &mut Backlog),
         failures: u64,
         sink: &D,
     ) -> u64 {
         let events = self.wanted::<E>(name, batch);
-        self.deliver(name, &events, backlog, failures, sink).await
+        self.deliver(name, &events, reading, failures, sink).await
+    }
+
+    /// Counts and logs `lost` events rotation deleted before the sink read them.
+    fn count_dropped(&self, name: &str, lost: u64) {
+        if lost > 0 {
+            self.meters.dropped.inc_by(lost);
+            tracing::error!(
+                sink = %name,
+                events = lost,
+                "drift events dropped before delivery: the sink was more than journal_undelivered_max_bytes behind and rotation deleted them"
+            );
+        }
     }
 
     /// The batch's drift events the sink wants; an unreadable line is counted as dropped.
@@ -226,12 +237,13 @@ impl Forwarder {
 
     /// Delivers `events` whole, retrying; gives the failure streak carried on (0 once through).
     /// The lag gauges are current at every attempt: the batch's undelivered events and the
-    /// journal not yet read.
+    /// journal not yet read. While it retries, what rotation deletes unread (the sink more than
+    /// the undelivered cap behind) is counted as it happens, not once the receiver is back.
     async fn deliver<'a, E: Reads<'a>, D: Deliver<E>>(
         &self,
         name: &str,
         events: &[Record<'a, E>],
-        backlog: &Backlog,
+        (tail, backlog): (&mut Tail, &mut Backlog),
         mut failures: u64,
         sink: &D,
     ) -> u64 {
@@ -268,6 +280,9 @@ impl Forwarder {
                     tracing::warn!(sink = %name, %reason, attempt = failures, retry_in_ms = pause.as_millis() as u64, pending = events.len() - done, "delivery failed; retrying");
                     tokio::time::sleep(pause).await;
                     wait = (wait * 2).min(MAX_RETRY);
+                    let lost = tail.take_dropped();
+                    self.count_dropped(name, lost);
+                    backlog.consumed += i64::try_from(lost).unwrap_or(i64::MAX);
                 }
             }
         }
