@@ -194,14 +194,10 @@ impl Tail {
     }
 
     /// Reads the next lines, at most `max_lines` and about `max_bytes` (a longer line is read
-    /// whole). An empty batch when nothing new is durable.
-    pub fn read(&mut self, max_lines: usize, max_bytes: usize) -> io::Result<Batch> {
-        self.read_into(max_lines, max_bytes, Vec::new())
-    }
-
-    /// [`Tail::read`] into `buf` (its contents dropped): a reader that hands back each batch's
-    /// buffer ([`Lines::into_buffer`]) reads every batch into the same memory.
-    pub fn read_into(&mut self, max_lines: usize, max_bytes: usize, mut buf: Vec<u8>) -> io::Result<Batch> {
+    /// whole), into `buf` (its contents dropped): a reader that hands back each batch's buffer
+    /// ([`Lines::into_buffer`]) reads every batch into the same memory. An empty batch when
+    /// nothing new is durable.
+    pub fn read(&mut self, max_lines: usize, max_bytes: usize, mut buf: Vec<u8>) -> io::Result<Batch> {
         let mut batch = Batch { lost_track: std::mem::take(&mut self.lost_track), ..Batch::default() };
         batch.dropped += self.take_dropped();
         if self.at.is_none() && !self.begin(&mut batch)? {
@@ -455,29 +451,29 @@ mod tests {
         let (tx, rx) = watch::channel(synced_to(&live));
         let mut tail = Tail::new(&live, rx, Start::Beginning);
         assert_eq!(tail.pending_lines().unwrap(), 3);
-        assert_eq!(texts(&tail.read(2, 1 << 20).unwrap()), ["a", "b"]);
+        assert_eq!(texts(&tail.read(2, 1 << 20, Vec::new()).unwrap()), ["a", "b"]);
         assert_eq!(tail.pending_lines().unwrap(), 1);
         // Written but not yet synced: not read.
         append(&live, "d\n");
-        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["c"]);
-        assert!(tail.read(10, 1 << 20).unwrap().lines.is_empty());
+        assert_eq!(texts(&tail.read(10, 1 << 20, Vec::new()).unwrap()), ["c"]);
+        assert!(tail.read(10, 1 << 20, Vec::new()).unwrap().lines.is_empty());
         tx.send_replace(synced_to(&live));
-        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["d"]);
+        assert_eq!(texts(&tail.read(10, 1 << 20, Vec::new()).unwrap()), ["d"]);
         // Rotation: the end of the old file (with a torn line), then the new file.
         append(&live, "e\ntorn");
         std::fs::rename(&live, dir.path().join("j.jsonl.1")).unwrap();
         append(&live, "f\n");
         tx.send_replace(synced_to(&live));
-        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["e"]);
-        let skipped = tail.read(10, 1 << 20).unwrap();
+        assert_eq!(texts(&tail.read(10, 1 << 20, Vec::new()).unwrap()), ["e"]);
+        let skipped = tail.read(10, 1 << 20, Vec::new()).unwrap();
         assert_eq!((skipped.torn, skipped.lines.len()), (1, 0));
-        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["f"]);
+        assert_eq!(texts(&tail.read(10, 1 << 20, Vec::new()).unwrap()), ["f"]);
         // A cursor taken now resumes after "f" in the live file.
         let cursor = tail.position().unwrap().unwrap();
         append(&live, "g\n");
         let (_tx2, rx2) = watch::channel(synced_to(&live));
         let mut again = Tail::new(&live, rx2, Start::At(cursor));
-        assert_eq!(texts(&again.read(10, 1 << 20).unwrap()), ["g"]);
+        assert_eq!(texts(&again.read(10, 1 << 20, Vec::new()).unwrap()), ["g"]);
     }
 
     #[test]
@@ -489,9 +485,9 @@ mod tests {
         append(&live, "5\n");
         let (_tx, rx) = watch::channel(synced_to(&live));
         let mut tail = Tail::new(&live, rx, Start::Beginning);
-        assert_eq!(texts(&tail.read(1, 1 << 20).unwrap()), ["1"]);
+        assert_eq!(texts(&tail.read(1, 1 << 20, Vec::new()).unwrap()), ["1"]);
         std::fs::remove_file(&old).unwrap();
-        let lost = tail.read(10, 1 << 20).unwrap();
+        let lost = tail.read(10, 1 << 20, Vec::new()).unwrap();
         assert_eq!((lost.dropped, texts(&lost)), (3, vec!["5".to_owned()]));
     }
 
@@ -503,7 +499,7 @@ mod tests {
         let (_tx, rx) = watch::channel(synced_to(&live));
         let gone = Cursor { file: FileId { ino: u64::MAX, head: "nope".into(), born: None }, offset: 3 };
         let mut tail = Tail::new(&live, rx, Start::At(gone));
-        let batch = tail.read(10, 1 << 20).unwrap();
+        let batch = tail.read(10, 1 << 20, Vec::new()).unwrap();
         assert!(batch.lost_track);
         assert_eq!(texts(&batch), ["x"]);
     }
@@ -521,14 +517,14 @@ mod tests {
         let (_tx, rx) = watch::channel(synced_to(&live));
         let mut tail = Tail::new(&live, rx, Start::After(then));
         assert_eq!(tail.pending_lines().unwrap(), 2);
-        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["a"]);
-        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["b"]);
+        assert_eq!(texts(&tail.read(10, 1 << 20, Vec::new()).unwrap()), ["a"]);
+        assert_eq!(texts(&tail.read(10, 1 << 20, Vec::new()).unwrap()), ["b"]);
         // No journal when the snapshot was taken: everything is new.
         let fresh = dir.path().join("k.jsonl");
         append(&fresh, "c\n");
         let (_tx, rx) = watch::channel(synced_to(&fresh));
         let mut tail = Tail::new(&fresh, rx, Start::After(Synced::default()));
-        assert_eq!(texts(&tail.read(10, 1 << 20).unwrap()), ["c"]);
+        assert_eq!(texts(&tail.read(10, 1 << 20, Vec::new()).unwrap()), ["c"]);
     }
 
     #[test]
@@ -538,12 +534,12 @@ mod tests {
         append(&live, "old\n");
         let (tx, rx) = watch::channel(synced_to(&live));
         let mut tail = Tail::new(&live, rx, Start::After(synced_to(&live)));
-        assert!(tail.read(10, 1 << 20).unwrap().lines.is_empty());
+        assert!(tail.read(10, 1 << 20, Vec::new()).unwrap().lines.is_empty());
         let long = "y".repeat(20_000);
         append(&live, &format!("{long}\nz\n"));
         tx.send_replace(synced_to(&live));
-        assert_eq!(texts(&tail.read(10, 100).unwrap()), [long]);
-        assert_eq!(texts(&tail.read(10, 100).unwrap()), ["z"]);
+        assert_eq!(texts(&tail.read(10, 100, Vec::new()).unwrap()), [long]);
+        assert_eq!(texts(&tail.read(10, 100, Vec::new()).unwrap()), ["z"]);
     }
 
     #[test]
@@ -568,7 +564,7 @@ mod tests {
         let (_tx, rx) = watch::channel(synced_to(&live));
         let mut tail = Tail::new(&live, rx, Start::Beginning);
         assert_eq!(tail.line_guess, LINE_GUESS);
-        assert_eq!(tail.read(5, 1 << 20).unwrap().lines.len(), 5);
+        assert_eq!(tail.read(5, 1 << 20, Vec::new()).unwrap().lines.len(), 5);
         assert_eq!(tail.line_guess, 1250, "the mean line (1000 bytes) and a quarter");
     }
 }

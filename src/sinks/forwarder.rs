@@ -114,7 +114,7 @@ impl Forwarder {
                 (self.cursor_path.clone(), self.settings.batch_max_events, std::mem::take(&mut spare));
             let Some((t, (store_result, read))) = blocking(tail, move |t| {
                 let result = store.map(|c| cursor::store(&path, &c, durable).map(|()| c));
-                (result, t.read_into(max, BATCH_BYTES, buf))
+                (result, t.read(max, BATCH_BYTES, buf))
             })
             .await
             else {

@@ -61,10 +61,14 @@ pub fn request<'a>(
         let at = out.len();
         out.extend_from_slice(&[0, 0]);
         log_record(&mut out, event, observed);
-        let len = varint((out.len() - at - 2) as u64);
+        let len = (out.len() - at - 2) as u64;
         match out.get_mut(at..at + 2) {
-            Some(slot) if len.len() == 2 => slot.copy_from_slice(&len),
-            _ => drop(out.splice(at..at + 2, len)),
+            Some(mut slot) if encoded_len_varint(len) == 2 => encode_varint(len, &mut slot),
+            _ => {
+                let mut varint = Vec::with_capacity(MAX_VARINT);
+                encode_varint(len, &mut varint);
+                drop(out.splice(at..at + 2, varint));
+            }
         }
     }
     let scope_logs = field_len(scope.len()) + (out.len() - room);
@@ -87,13 +91,6 @@ const RECORD_GUESS: usize = 1536;
 
 /// The most bytes a varint takes.
 const MAX_VARINT: usize = 10;
-
-/// `value` as a varint.
-fn varint(value: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAX_VARINT);
-    encode_varint(value, &mut out);
-    out
-}
 
 /// One drift event's `LogRecord` (without its own key and length).
 fn log_record(out: &mut Vec<u8>, event: &DriftEvent<'_>, observed: u64) {
